@@ -1,7 +1,42 @@
-"""Retrain Studio: the dashboard's entry point (router and shared frame)."""
+"""Retrain Studio: the dashboard's entry point (router and shared frame).
+
+Run with `streamlit run streamlit_app.py`. This file declares the five pages
+with `st.navigation`, sets the page config, and draws the sidebar every page
+shares: the selected dataset, the selected run and the TensorFlow device.
+TensorFlow is never imported here, so the first page paints in seconds.
+"""
 
 import streamlit as st
 
+from ui import state
+
 st.set_page_config(page_title="Retrain Studio", page_icon=":material/photo_library:", layout="wide")
-st.title("Retrain Studio")
-st.write("Retrain the last layer of a pretrained image network on a folder of photos.")
+
+PAGES = {
+    "Data": [
+        st.Page(
+            "pages/dataset.py",
+            title="Dataset",
+            icon=":material/photo_library:",
+            url_path="dataset",
+            default=True,
+        ),
+    ],
+    "Model": [
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", url_path="predict"),
+    ],
+    "Runs": [
+        st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+        st.Page(
+            "pages/tensorboard.py",
+            title="TensorBoard",
+            icon=":material/monitoring:",
+            url_path="tensorboard",
+        ),
+    ],
+}
+
+page = st.navigation(PAGES)
+state.render_sidebar()
+page.run()

@@ -1,0 +1,5 @@
+"""The Dataset page."""
+
+import streamlit as st
+
+st.title("Dataset")

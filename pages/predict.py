@@ -1,0 +1,5 @@
+"""The Predict page."""
+
+import streamlit as st
+
+st.title("Predict")

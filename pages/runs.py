@@ -1,0 +1,5 @@
+"""The Runs page."""
+
+import streamlit as st
+
+st.title("Runs")

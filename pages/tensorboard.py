@@ -1,0 +1,5 @@
+"""The TensorBoard page."""
+
+import streamlit as st
+
+st.title("TensorBoard")

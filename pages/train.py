@@ -1,0 +1,5 @@
+"""The Train page."""
+
+import streamlit as st
+
+st.title("Train")

@@ -1,0 +1,82 @@
+"""State shared by the pages, and the sidebar that shows it.
+
+`st.session_state` is per browser tab and a reload wipes it, so it only holds
+choices (the selected dataset folder, the selected run id). Anything that must
+outlive a tab (a running training, TensorBoard) is found again from disk or
+from a `st.cache_resource` singleton (see `ui.cached`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+DATASET_KEY = "selected_dataset_root"
+DATASET_LABEL_KEY = "selected_dataset_label"
+RUN_KEY = "selected_run_id"
+# Only NVIDIA GPUs are used by TensorFlow's Linux wheels; the driver shows here.
+_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+def selected_dataset() -> tuple[Path | None, str]:
+    """The dataset folder chosen on the Dataset page, and its label.
+
+    Returns:
+        `(path, label)`; `path` is None while the demo default is in use.
+    """
+    root = st.session_state.get(DATASET_KEY)
+    label = st.session_state.get(DATASET_LABEL_KEY, "demo (built in)")
+    return (Path(root) if root else None), label
+
+
+def select_dataset(root: Path | None, label: str) -> None:
+    """Remember the dataset folder for the other pages of this tab.
+
+    Args:
+        root: the dataset folder; None for the demo default.
+        label: how the sidebar names it ("demo", "zip: birds.zip", a path).
+    """
+    st.session_state[DATASET_KEY] = str(root) if root else None
+    st.session_state[DATASET_LABEL_KEY] = label
+
+
+def selected_run_id() -> str | None:
+    """The run chosen on the Train, Predict or Runs page, or None for the latest."""
+    return st.session_state.get(RUN_KEY)
+
+
+def select_run(run_id: str | None) -> None:
+    """Remember `run_id` as this tab's selected run (None: follow the latest)."""
+    st.session_state[RUN_KEY] = run_id
+
+
+def device_summary() -> str:
+    """Where TensorFlow runs, told without importing it (importing costs seconds).
+
+    Returns:
+        "GPU: <names>" / "CPU" from TensorFlow itself once some page has loaded
+        it in this process; otherwise a cheap guess from the NVIDIA driver and
+        `CUDA_VISIBLE_DEVICES`, marked as such.
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "config"):
+        gpus = tf.config.list_physical_devices("GPU")
+        return "GPU: " + ", ".join(g.name for g in gpus) if gpus else "CPU"
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() in {"-1", "none"}
+    if not hidden and _NVIDIA_GPUS.is_dir() and any(_NVIDIA_GPUS.iterdir()):
+        return "GPU (NVIDIA driver found; TensorFlow not loaded yet)"
+    return "CPU"
+
+
+def render_sidebar() -> None:
+    """Draw the shared sidebar: selected dataset, selected run and TensorFlow device."""
+    _, dataset_label = selected_dataset()
+    run_id = selected_run_id()
+    with st.sidebar:
+        st.caption("Selected")
+        st.markdown(f":material/photo_library: **Dataset:** {dataset_label}")
+        st.markdown(f":material/history: **Run:** {run_id or 'latest finished'}")
+        st.markdown(f":material/memory: **Device:** {device_summary()}")
