@@ -38,5 +38,6 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
+state.keep_widget_state()
 state.render_sidebar()
 page.run()

@@ -1,5 +1,128 @@
-"""The Dataset page."""
+"""The Dataset page: choose the photos (demo, folder, zip, flower_photos) and look at them."""
 
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
+from engine import datasets
+from engine.errors import StudioError
+from ui import cached, state
+from ui.render import (
+    progress_callback,
+    render_chart,
+    render_sample_grid,
+    render_split_inputs,
+    split_counts_figure,
+)
+
+SOURCES = ("Demo", "Local folder", "Upload a zip", "Download flower_photos")
+ZIPS_KEY = "imported_zips"
+FLOWERS_KEY = "flower_photos_root"
+
+
+def render_source() -> tuple[Path | None, str]:
+    """The source picker; returns the chosen dataset folder (None until ready) and its label."""
+    state.remember_default("dataset_source", SOURCES[0])
+    source = st.radio("Photos from", SOURCES, horizontal=True, key="dataset_source")
+    if source == "Demo":
+        return Path(cached.demo_dataset_root()), "demo (built in)"
+    if source == "Local folder":
+        state.remember_default("dataset_local_path", "")
+        typed = st.text_input(
+            "Folder with one sub-folder per class",
+            key="dataset_local_path",
+            placeholder="/home/me/photos",
+        ).strip()
+        return (datasets.resolve_local_folder(typed), typed) if typed else (None, "")
+    if source == "Upload a zip":
+        upload = st.file_uploader("Zip of class folders", type=["zip"], key="dataset_zip")
+        if upload is None:
+            return None, ""
+        imported = st.session_state.setdefault(ZIPS_KEY, {})
+        if upload.file_id not in imported:
+            done = progress_callback(f"Importing {upload.name}")
+            imported[upload.file_id] = str(
+                datasets.import_zip(upload, name=Path(upload.name).stem, progress=done)
+            )
+        return Path(imported[upload.file_id]), f"zip: {upload.name}"
+    st.caption("About 220 MB from download.tensorflow.org: 3,670 photos of 5 kinds of flowers.")
+    if st.button("Download flower_photos", key="dataset_download", icon=":material/download:"):
+        done = progress_callback("Downloading flower_photos")
+        st.session_state[FLOWERS_KEY] = str(datasets.download_flower_photos(progress=done))
+    root = st.session_state.get(FLOWERS_KEY)
+    return (Path(root), "flower_photos") if root else (None, "")
+
+
 st.title("Dataset")
+st.caption("Photos sorted into one sub-folder per class; the folder names are the labels.")
+
+try:
+    root, label = render_source()
+except StudioError as error:
+    st.error(str(error), icon=":material/error:")
+    st.stop()
+if root is None:
+    st.info("Choose the photos above to see them here.", icon=":material/info:")
+    st.stop()
+state.select_dataset(root, label)
+
+with st.expander("Split into train / validation / test", expanded=False):
+    validation_pct, testing_pct = render_split_inputs()
+try:
+    dataset = cached.scan(str(root), validation_pct, testing_pct, cached.folder_signature(root))
+except StudioError as error:
+    st.error(str(error), icon=":material/error:")
+    st.stop()
+
+cols = st.columns(4)
+cols[0].metric("Classes", len(dataset.classes))
+cols[1].metric("Photos", len(dataset.images))
+cols[2].metric("Problems", len(dataset.problems))
+cols[3].metric("Duplicate groups", len(dataset.duplicates))
+for message in dataset.errors:
+    st.error(message, icon=":material/error:")
+for message in dataset.warnings:
+    st.warning(message, icon=":material/warning:")
+if dataset.trainable:
+    st.success(f"Ready to train on {root}", icon=":material/check_circle:")
+
+st.subheader("Photos per class and split")
+render_chart(split_counts_figure(dataset.classes), key="dataset_counts")
+
+st.subheader("Samples")
+render_sample_grid(dataset)
+
+st.subheader("Image sizes")
+stats = dataset.stats
+if not dataset.images:
+    st.caption("No readable photos.")
+else:
+    left, right = st.columns([3, 1])
+    left.dataframe(
+        pd.DataFrame({name: stats[name] for name in ("width", "height", "bytes")}).T,
+        key="dataset_sizes",
+    )
+    right.dataframe(
+        pd.Series(stats["formats"], name="photos").rename_axis("format"), key="dataset_formats"
+    )
+
+st.subheader("Problems")
+if dataset.problems:
+    st.dataframe(
+        pd.DataFrame([vars(p) for p in dataset.problems], columns=["rel_path", "kind", "reason"]),
+        hide_index=True,
+        key="dataset_problems",
+    )
+else:
+    st.caption("None: every file is a usable photo.")
+
+st.subheader("Duplicates")
+if dataset.duplicates:
+    st.dataframe(
+        pd.DataFrame([{"kind": d.kind, "files": ", ".join(d.rel_paths)} for d in dataset.duplicates]),
+        hide_index=True,
+        key="dataset_duplicates",
+    )
+else:
+    st.caption("No photo appears twice.")

@@ -17,8 +17,30 @@ import streamlit as st
 DATASET_KEY = "selected_dataset_root"
 DATASET_LABEL_KEY = "selected_dataset_label"
 RUN_KEY = "selected_run_id"
+# Widget keys whose values outlive a page switch. Streamlit drops the state of
+# widgets not drawn in a run; re-assigning the key each run keeps it (the
+# documented "interrupt the widget clean-up" pattern). Widgets with these keys
+# take their default from `remember_default`, never from `value=`.
+PERSISTENT_WIDGET_KEYS = (
+    "dataset_source",
+    "dataset_local_path",
+    "validation_pct",
+    "testing_pct",
+)
 # Only NVIDIA GPUs are used by TensorFlow's Linux wheels; the driver shows here.
 _NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+def keep_widget_state() -> None:
+    """Carry the persistent widgets' values over to whichever page runs next."""
+    for key in PERSISTENT_WIDGET_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def remember_default(key: str, default: object) -> None:
+    """Give the persistent widget `key` its first value (later runs keep the user's)."""
+    st.session_state.setdefault(key, default)
 
 
 def selected_dataset() -> tuple[Path | None, str]:

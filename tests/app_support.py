@@ -1,0 +1,108 @@
+"""Helpers for the AppTest suites (tests/test_app_*.py): a fresh app, tiny runs on disk.
+
+Runs are written through `engine.runs.RunDir`, the same API the trainer uses,
+so pages read them exactly as they read a real training's output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from .conftest import REPO_ROOT
+
+# Generous: a page may import heavy modules (pandas, plotly; TF on Predict) on 2 busy cores.
+APP_TIMEOUT_S = 120
+
+
+def fresh_app() -> AppTest:
+    """The app's entry point, run once, with every Streamlit cache emptied first."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    app = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=APP_TIMEOUT_S)
+    return app.run()
+
+
+def open_page(page: str) -> AppTest:
+    """A fresh app switched to `pages/<page>.py` and run."""
+    app = fresh_app()
+    app.switch_page(f"pages/{page}.py")
+    return app.run()
+
+
+def write_run(
+    *,
+    state: str = "done",
+    steps: int = 6,
+    test_accuracy: float | None = 0.75,
+    config: dict[str, Any] | None = None,
+    backbone: str = "efficientnet_lite0",
+) -> Any:
+    """A run folder with a config, a status and `steps` step events (validation every 2nd).
+
+    Returns:
+        The `engine.runs.RunDir`.
+    """
+    from engine.runs import RunDir
+
+    run = RunDir.create(backbone=backbone)
+    run.write_config(
+        {
+            "architecture": backbone,
+            "image_dir": "/data/demo",
+            "how_many_training_steps": steps,
+            "learning_rate": 0.01,
+            "train_batch_size": 8,
+            **(config or {}),
+        }
+    )
+    run.write_status("running")
+    for step in range(1, steps + 1):
+        event = {
+            "event": "step",
+            "time": float(step),
+            "step": step,
+            "total_steps": steps,
+            "train_accuracy": min(1.0, 0.3 + 0.1 * step),
+            "cross_entropy": 1.5 / step,
+            "learning_rate": 0.01,
+            "images_per_s": 100.0,
+            "elapsed_s": float(step),
+        }
+        if step % 2 == 0:
+            event |= {"validation_accuracy": 0.25 + 0.1 * step, "validation_cross_entropy": 1.6 / step}
+        run.append_event(event)
+    fields = {} if test_accuracy is None else {"test_accuracy": test_accuracy}
+    run.write_status(state, **fields)
+    return run
+
+
+def plotly_titles(app: AppTest) -> list[str]:
+    """The titles of the plotly charts on the page (AppTest gives plotly as raw protos)."""
+    import json
+
+    titles = []
+    for element in app.get("plotly_chart"):
+        figure = json.loads(element.proto.spec)
+        titles.append(figure.get("layout", {}).get("title", {}).get("text", ""))
+    return titles
+
+
+def trace_names(app: AppTest) -> list[str]:
+    """Every trace name of every plotly chart on the page."""
+    import json
+
+    names = []
+    for element in app.get("plotly_chart"):
+        figure = json.loads(element.proto.spec)
+        names += [trace.get("name", "") for trace in figure.get("data", [])]
+    return names
+
+
+def home_runs(home: Path) -> list[str]:
+    """Run folder names under a studio home."""
+    runs = home / "runs"
+    return sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []

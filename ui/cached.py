@@ -1,0 +1,170 @@
+"""Streamlit caches over engine calls (caching lives here, never in `engine/`).
+
+`st.cache_data` for things a page only reads (a dataset scan, thumbnails,
+event-file scalars): every caller gets a copy. `st.cache_resource` for
+process-wide singletons (the job registry, loaded predictors, TensorBoard
+handles) shared by every tab, so a reload or a second tab finds the same job.
+Keys include a cheap change signature (mtimes), so new data is picked up.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+
+def folder_signature(root: str | Path) -> float:
+    """The newest mtime of `root` and its direct sub-folders (adding or removing a photo changes it).
+
+    Args:
+        root: a folder.
+
+    Returns:
+        A float that changes when the folder's content does; 0.0 when it is missing.
+    """
+    root = Path(root)
+    try:
+        stamps = [root.stat().st_mtime]
+        stamps += [p.stat().st_mtime for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return 0.0
+    return max(stamps)
+
+
+def tree_signature(root: str | Path, pattern: str = "**/*") -> float:
+    """The newest mtime of the files under `root` matching `pattern` (0.0 when none)."""
+    stamps = [p.stat().st_mtime for p in Path(root).glob(pattern) if p.is_file()]
+    return max(stamps, default=0.0)
+
+
+@st.cache_data(show_spinner="Preparing the demo dataset…")
+def demo_dataset_root() -> str:
+    """The generated demo dataset's folder (created on first use)."""
+    from engine.datasets import ensure_demo_dataset
+
+    return str(ensure_demo_dataset())
+
+
+@st.cache_data(show_spinner="Scanning the dataset…", max_entries=8)
+def scan(root: str, validation_percentage: int, testing_percentage: int, signature: float) -> Any:
+    """`engine.datasets.scan_dataset`, cached per folder, split and change signature."""
+    from engine.datasets import scan_dataset
+
+    del signature  # only part of the cache key
+    return scan_dataset(
+        root, validation_percentage=validation_percentage, testing_percentage=testing_percentage
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def thumbnail(path: str, mtime: float, max_side: int = 160) -> bytes | None:
+    """A PNG preview of one photo, or None when it cannot be decoded."""
+    from engine.errors import ImageError
+    from engine.images import thumbnail_png
+
+    del mtime  # only part of the cache key
+    try:
+        return thumbnail_png(path, max_side=max_side)
+    except ImageError:
+        return None
+
+
+@st.cache_resource
+def job_registry() -> Any:
+    """The process-wide `engine.jobs.JobRegistry` (one per server, shared by every tab)."""
+    from engine.jobs import JobRegistry
+
+    return JobRegistry()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def predictor(run_dir: str, model_mtime: float) -> Any:
+    """A loaded `engine.inference.Predictor`; the mtime key drops it when the model is rewritten."""
+    from engine.inference import Predictor
+
+    del model_mtime  # only part of the cache key
+    return Predictor.from_run(run_dir)
+
+
+class TensorBoardHandles:
+    """The TensorBoard processes this server started, by logdir (guarded by a lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_logdir: dict[str, Any] = {}
+
+    def get(self, logdir: str) -> Any | None:
+        """The live handle for `logdir`, or None."""
+        with self._lock:
+            handle = self._by_logdir.get(logdir)
+            if handle is not None and not handle.alive():
+                del self._by_logdir[logdir]
+                handle = None
+            return handle
+
+    def start(self, logdir: str) -> Any:
+        """Start (or reuse) TensorBoard on `logdir` on a free 127.0.0.1 port."""
+        from engine.tensorboard import start_tensorboard
+
+        with self._lock:
+            handle = start_tensorboard(logdir)
+            self._by_logdir[logdir] = handle
+            return handle
+
+    def stop(self, logdir: str) -> None:
+        """Stop TensorBoard on `logdir`, if running."""
+        from engine.tensorboard import stop_tensorboard
+
+        with self._lock:
+            handle = self._by_logdir.pop(logdir, None)
+            if handle is not None:
+                handle.stop()
+            stop_tensorboard(logdir)
+
+
+@st.cache_resource
+def tensorboard_handles() -> TensorBoardHandles:
+    """The process-wide TensorBoard handles."""
+    return TensorBoardHandles()
+
+
+@st.cache_data(show_spinner="Reading event files…", max_entries=16)
+def tensorboard_tags(logdir: str, signature: float) -> Any:
+    """`engine.tensorboard.inspect_logs` as a DataFrame, cached until event files change."""
+    import pandas as pd
+    from engine.tensorboard import inspect_logs
+
+    del signature
+    rows = [vars(tag) if hasattr(tag, "__dict__") else tag._asdict() for tag in inspect_logs(logdir)]
+    return pd.DataFrame(rows, columns=["run", "tag", "kind", "count", "first_step", "last_step"])
+
+
+@st.cache_data(show_spinner="Reading scalars…", max_entries=16)
+def tensorboard_scalars(logdir: str, signature: float) -> Any:
+    """`engine.tensorboard.read_scalars`, cached until event files change."""
+    from engine.tensorboard import read_scalars
+
+    del signature
+    return read_scalars(logdir)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_steps(run_path: str, events_size: int) -> Any:
+    """A run's step events as a table (`ui.render.steps_frame`), cached until events.jsonl grows."""
+    from engine.runs import RunDir
+    from ui.render import steps_frame
+
+    del events_size
+    events, _ = RunDir(run_path).read_events(0)
+    return steps_frame(events)
+
+
+def file_size(path: str | Path) -> int:
+    """The size of `path` in bytes (0 when missing): a cheap change key."""
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
