@@ -66,7 +66,8 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _parse_iso(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from a status file as an aware datetime (UTC if no zone), or None."""
     if not isinstance(value, str):
         return None
     try:
@@ -643,8 +644,8 @@ def _summarise(run: RunDir, status: dict[str, Any], config: dict[str, Any]) -> R
     if test_accuracy is None and run.report_path.exists():
         report = _read_json_dict(run.report_path)
         test_accuracy = _as_float(report.get("test_accuracy", report.get("accuracy")))
-    started = _parse_iso(status.get("started_at"))
-    ended = _parse_iso(status.get("ended_at")) or _parse_iso(status.get("updated_at"))
+    started = parse_time(status.get("started_at"))
+    ended = parse_time(status.get("ended_at")) or parse_time(status.get("updated_at"))
     duration = round((ended - started).total_seconds(), 3) if started and ended else None
     steps = status.get("step")
     if not isinstance(steps, int) or isinstance(steps, bool):
@@ -668,8 +669,19 @@ def _root(runs_dir: str | os.PathLike[str] | None) -> Path:
     return Path(runs_dir) if runs_dir is not None else paths.runs_dir()
 
 
-def _iter_run_dirs(root: Path) -> Iterator[RunDir]:
-    """Folders of `root` that look like runs (a run-id name and a status or config file)."""
+def iter_run_dirs(runs_dir: str | os.PathLike[str] | None = None) -> Iterator[RunDir]:
+    """The folders of the runs folder that look like runs, in no particular order.
+
+    A run folder has a run-id name and a status.json or config.json; anything
+    else (other files, half-made folders, symlinks) is passed over.
+
+    Args:
+        runs_dir: the runs folder. Defaults to `engine.paths.runs_dir()`.
+
+    Returns:
+        An iterator of `RunDir` (empty if the folder is missing).
+    """
+    root = _root(runs_dir)
     try:
         entries = list(os.scandir(root))
     except (FileNotFoundError, NotADirectoryError):
@@ -700,7 +712,7 @@ def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunSummary
         The runs' summaries, newest first (an empty list if the folder is missing).
     """
     summaries = []
-    for run in _iter_run_dirs(_root(runs_dir)):
+    for run in iter_run_dirs(runs_dir):
         status, config = run.read_status(), run.read_config()
         if not status and not config:
             continue

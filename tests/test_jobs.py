@@ -1,0 +1,330 @@
+"""engine.jobs: training as a subprocess job, with a small real fake trainer.
+
+The fake trainer below is a real program speaking the trainer's side of the
+contract (status.json with its pid, step events, the cancel flag, SIGTERM), so
+the job lifecycle is exercised for real: processes start, write, get signals
+and die. Two slow tests at the end run the real `engine retrain`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from engine import jobs
+from engine.errors import StudioError
+from engine.jobs import JobRegistry
+from engine.runs import RunDir, iter_run_dirs
+from tests.test_runs import wait_for
+
+FAKE_TRAINER = textwrap.dedent(
+    """
+    import argparse, os, signal, sys, time
+    from engine.runs import RunDir
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run_dir", required=True)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--step_s", type=float, default=0.02)
+    parser.add_argument("--crash_at", type=int, default=-1)
+    parser.add_argument("--ignore_cancel", action="store_true")
+    parser.add_argument("--ignore_sigterm", action="store_true")
+    args = parser.parse_args()
+    run = RunDir(args.run_dir)
+
+    def on_term(signum, frame):
+        print("got SIGTERM", flush=True)
+        run.write_status("cancelled", error="terminated")
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if args.ignore_sigterm else on_term)
+    run.write_status("running", pid=os.getpid())
+    print("fake trainer started", os.getcwd(), flush=True)
+    for step in range(1, args.steps + 1):
+        if run.cancel_requested() and not args.ignore_cancel:
+            run.write_status("cancelled", step=step - 1)
+            sys.exit(0)
+        if step == args.crash_at:
+            print("crashing hard at step", step, flush=True)
+            os._exit(3)
+        time.sleep(args.step_s)
+        run.append_event({"event": "step", "step": step, "total_steps": args.steps})
+        print(f"Step {step}: Train accuracy = 50.0%", flush=True)
+    run.write_status("done", test_accuracy=1.0, step=args.steps)
+    """
+)
+
+LONG = ["--steps", "100000", "--step_s", "0.05"]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> JobRegistry:
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+    return JobRegistry(runs_dir=tmp_path / "runs", command=[sys.executable, str(script)])
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftovers(tmp_path: Path):
+    """A failing test must not leave a trainer running on the shared machine."""
+    yield
+    for run in iter_run_dirs(tmp_path / "runs"):
+        pid = run.read_status().get("pid")
+        if isinstance(pid, int) and jobs.process_alive(pid, run.read_status().get("pid_start")):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _steps(run: RunDir) -> list[int]:
+    return [e["step"] for e in run.read_events()[0] if e.get("event") == "step"]
+
+
+def test_started_job_runs_to_done_and_its_events_can_be_followed(registry: JobRegistry) -> None:
+    job = registry.start(["--steps", "4"], architecture="fake")
+    assert job.wait(timeout=60) == "done"
+    assert _steps(job.run_dir) == [1, 2, 3, 4]
+    assert job.run_dir.read_status()["test_accuracy"] == 1.0
+    assert not job.running
+
+
+def test_output_goes_to_train_log(registry: JobRegistry) -> None:
+    job = registry.start(["--steps", "2"], architecture="fake")
+    job.wait(timeout=60)
+    log = job.run_dir.log_path.read_text()
+    assert "Step 2: Train accuracy = 50.0%" in log
+    assert f"fake trainer started {jobs.REPO_ROOT}" in log
+
+
+def test_events_are_visible_while_the_job_runs(registry: JobRegistry) -> None:
+    job = registry.start(LONG, architecture="fake")
+    wait_for(lambda: len(_steps(job.run_dir)) >= 3, timeout=60)
+    assert job.state == "running"
+    job.cancel(grace_s=30, block=True)
+
+
+def test_status_records_pid_and_its_start_time(registry: JobRegistry) -> None:
+    job = registry.start(LONG, architecture="fake")
+    wait_for(lambda: job.state == "running", timeout=60)
+    status = job.run_dir.read_status()
+    assert status["pid"] == job.pid
+    assert status["pid_start"] == jobs.process_start_ticks(job.pid) is not None
+    job.cancel(grace_s=30, block=True)
+
+
+def test_second_start_while_one_runs_names_the_active_run(registry: JobRegistry) -> None:
+    job = registry.start(LONG, architecture="fake")
+    with pytest.raises(StudioError, match=job.run_id):
+        registry.start(LONG, architecture="fake")
+    assert [r.run_id for r in iter_run_dirs(registry.runs_dir)] == [job.run_id]
+    job.cancel(grace_s=30, block=True)
+
+
+def test_fresh_registry_rediscovers_the_running_job(registry: JobRegistry) -> None:
+    job = registry.start(LONG, architecture="fake")
+    fresh = JobRegistry(runs_dir=registry.runs_dir, command=registry.command)
+    found = fresh.active()
+    assert found is not None
+    assert (found.run_id, found.pid) == (job.run_id, job.pid)
+    with pytest.raises(StudioError, match="already"):
+        fresh.start(LONG, architecture="fake")
+    job.cancel(grace_s=30, block=True)
+
+
+def test_rediscovered_job_can_be_cancelled(registry: JobRegistry) -> None:
+    job = registry.start(LONG, architecture="fake")
+    wait_for(lambda: job.state == "running", timeout=60)
+    found = JobRegistry(runs_dir=registry.runs_dir).active()
+    assert found is not None
+    found.cancel(grace_s=30, block=True)
+    assert job.wait(timeout=30) == "cancelled"
+
+
+def test_cancel_flag_stops_the_trainer_between_steps(registry: JobRegistry) -> None:
+    job = registry.start(LONG, architecture="fake")
+    wait_for(lambda: len(_steps(job.run_dir)) >= 2, timeout=60)
+    job.cancel(grace_s=30, block=True)
+    assert job.state == "cancelled"
+    assert job.run_dir.read_status().get("error") is None  # the trainer itself stopped cleanly
+    assert job.run_dir.cancel_requested()
+    assert job._process is not None and job._process.returncode == 0
+
+
+def test_cancel_returns_at_once_and_the_job_ends(registry: JobRegistry) -> None:
+    job = registry.start(LONG, architecture="fake")
+    wait_for(lambda: job.state == "running", timeout=60)
+    job.cancel(grace_s=30)
+    assert job.run_dir.cancel_requested()
+    assert job.wait(timeout=60) == "cancelled"
+
+
+def test_cancel_sends_sigterm_when_the_flag_is_ignored(registry: JobRegistry) -> None:
+    job = registry.start([*LONG, "--ignore_cancel"], architecture="fake")
+    wait_for(lambda: job.state == "running", timeout=60)
+    job.cancel(grace_s=0.5, terminate_grace_s=30, block=True)
+    assert job.state == "cancelled"
+    assert "got SIGTERM" in job.run_dir.log_path.read_text()
+    assert job.run_dir.read_status()["error"] == "terminated"
+
+
+def test_cancel_kills_a_trainer_that_ignores_sigterm(registry: JobRegistry) -> None:
+    job = registry.start([*LONG, "--ignore_cancel", "--ignore_sigterm"], architecture="fake")
+    wait_for(lambda: job.state == "running", timeout=60)
+    job.cancel(grace_s=0.2, terminate_grace_s=0.5, block=True)
+    assert not job.process_alive()
+    assert job._process is not None and job._process.returncode == -signal.SIGKILL
+    assert job.state == "cancelled"
+    assert job.run_dir.read_status()["error"] == jobs.CANCELLED_MESSAGE
+
+
+def test_cancel_of_a_finished_job_changes_nothing(registry: JobRegistry) -> None:
+    job = registry.start(["--steps", "1"], architecture="fake")
+    job.wait(timeout=60)
+    job.cancel(block=True)
+    assert job.state == "done"
+    assert not job.run_dir.cancel_requested()
+
+
+def test_crashed_trainer_is_failed_and_keeps_its_logs(registry: JobRegistry) -> None:
+    job = registry.start(["--steps", "10", "--crash_at", "3"], architecture="fake")
+    assert job.wait(timeout=60) == "failed"
+    status = job.run_dir.read_status()
+    assert status["error"] == jobs.DIED_MESSAGE
+    assert status["exit_code"] == 3
+    assert "crashing hard at step 3" in job.run_dir.log_path.read_text()
+    assert _steps(job.run_dir) == [1, 2]
+
+
+def test_a_new_job_can_start_after_a_crash(registry: JobRegistry) -> None:
+    registry.start(["--steps", "5", "--crash_at", "1"], architecture="fake").wait(timeout=60)
+    job = registry.start(["--steps", "1"], architecture="fake")
+    assert job.wait(timeout=60) == "done"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    "pid_fields",
+    [
+        pytest.param(lambda: {"pid": _dead_pid()}, id="process-gone"),
+        pytest.param(lambda: {"pid": os.getpid(), "pid_start": 1}, id="pid-recycled"),
+    ],
+)
+def test_running_status_without_its_process_is_marked_failed(registry: JobRegistry, pid_fields) -> None:
+    run = RunDir.create(registry.runs_dir, backbone="fake")
+    run.write_status("running", **pid_fields())
+    run.log_path.write_text("Step 1: ...\n")
+    assert registry.active() is None
+    status = run.read_status()
+    assert (status["state"], status["error"]) == ("failed", jobs.DIED_MESSAGE)
+    assert run.log_path.read_text() == "Step 1: ...\n"
+
+
+def test_stale_running_status_does_not_block_a_new_start(registry: JobRegistry) -> None:
+    stale = RunDir.create(registry.runs_dir, backbone="fake")
+    stale.write_status("running", pid=_dead_pid())
+    job = registry.start(["--steps", "1"], architecture="fake")
+    assert job.wait(timeout=60) == "done"
+    assert stale.read_status()["state"] == "failed"
+
+
+def test_get_returns_a_finished_job(registry: JobRegistry) -> None:
+    job = registry.start(["--steps", "1"], architecture="fake")
+    job.wait(timeout=60)
+    assert JobRegistry(runs_dir=registry.runs_dir).get(job.run_id).state == "done"
+
+
+@pytest.mark.parametrize("run_id", ["20250101-000000-nothing", "../x"])
+def test_get_of_unknown_run_raises(registry: JobRegistry, run_id: str) -> None:
+    with pytest.raises(StudioError):
+        registry.get(run_id)
+
+
+def test_default_command_is_engine_retrain_with_the_run_dir(tmp_path: Path) -> None:
+    # a stand-in interpreter that records how it was called, then plays a trainer that finished
+    python = tmp_path / "python"
+    python.write_text(
+        textwrap.dedent(
+            f"""\
+            #!{sys.executable}
+            import json, os, sys
+            run_dir = sys.argv[sys.argv.index("--run_dir") + 1]
+            with open(os.path.join(run_dir, "argv.json"), "w") as f:
+                json.dump({{"argv": sys.argv[1:], "cwd": os.getcwd(),
+                            "pythonpath": os.environ.get("PYTHONPATH", "")}}, f)
+            sys.path.insert(0, os.getcwd())
+            from engine.runs import RunDir
+            RunDir(run_dir).write_status("done")
+            """
+        )
+    )
+    python.chmod(0o755)
+    job = JobRegistry(runs_dir=tmp_path / "runs", python=str(python)).start(
+        ["--image_dir", "photos"], architecture="efficientnet_lite0"
+    )
+    assert job.wait(timeout=60) == "done"
+    seen = json.loads((job.run_dir.path / "argv.json").read_text())
+    assert seen["argv"] == [
+        "-m",
+        "engine",
+        "retrain",
+        "--run_dir",
+        str(job.run_dir.path),
+        "--image_dir",
+        "photos",
+    ]
+    assert seen["cwd"] == str(jobs.REPO_ROOT)
+    assert str(jobs.REPO_ROOT) in seen["pythonpath"].split(os.pathsep)
+
+
+def test_unlaunchable_command_raises_and_leaves_no_active_job(tmp_path: Path) -> None:
+    registry = JobRegistry(runs_dir=tmp_path / "runs", python=str(tmp_path / "no-such-python"))
+    with pytest.raises(StudioError, match="could not start the training"):
+        registry.start([], architecture="fake")
+    assert registry.active() is None
+    [run] = iter_run_dirs(registry.runs_dir)
+    assert run.read_status()["state"] == "failed"
+
+
+@pytest.mark.parametrize("args", ["--steps 3", [1, 2], [b"--steps"]])
+def test_start_refuses_args_that_are_not_a_list_of_strings(registry: JobRegistry, args: object) -> None:
+    with pytest.raises(TypeError, match="list of strings"):
+        registry.start(args, architecture="fake")  # type: ignore[arg-type]
+    assert list(iter_run_dirs(registry.runs_dir)) == []
+
+
+def test_wait_with_timeout_returns_the_current_state(registry: JobRegistry) -> None:
+    job = registry.start(LONG, architecture="fake")
+    wait_for(lambda: job.state == "running", timeout=60)
+    assert job.wait(timeout=0.2) == "running"
+    job.cancel(grace_s=30, block=True)
+
+
+def test_two_threads_starting_at_once_start_one_job(registry: JobRegistry) -> None:
+    import threading
+
+    outcomes: list[object] = []
+
+    def start() -> None:
+        try:
+            outcomes.append(registry.start(LONG, architecture="fake"))
+        except StudioError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    started = [o for o in outcomes if isinstance(o, jobs.TrainingJob)]
+    assert len(started) == 1 and len(outcomes) == 2
+    started[0].cancel(grace_s=30, block=True)
