@@ -736,3 +736,7 @@ def scan_dataset(
         testing_percentage=testing_percentage,
         cache_hits=hits,
     )
+
+
+# Getting data in: implemented in private modules, public here. Imported at the
+# end because those modules use this one's scan helpers.
