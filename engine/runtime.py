@@ -1,0 +1,354 @@
+"""Feature runtimes: a backbone's frozen feature extractor behind one interface.
+
+`load_feature_runtime` gives a `FeatureRuntime` whose `.features(batch)` maps
+uint8 images `(N, S, S, 3)` (made by `Backbone.prepare`) to float32 features
+`(N, F)`. Two implementations:
+
+- `LiteRTFeatureRuntime`: the extractor converted once to a float `.tflite`
+  with `tf.lite.TFLiteConverter`, cached beside the converted Keras weights,
+  run by `ai_edge_litert` (XNNPACK, one thread per core). About twice as fast
+  as TensorFlow here, and a process that finds the `.tflite` cached never
+  imports TensorFlow.
+- `TensorFlowFeatureRuntime`: the Keras model behind a `tf.function`
+  (`model.predict` is ~4x slower on single images; XLA on CPU slower still).
+
+A converted model is trusted only after its features match the Keras ones on
+the bundled photos (max abs difference below `PARITY_TOLERANCE`). The verdict
+is stored beside the `.tflite` so later loads skip the check. A backbone that
+fails to convert or to match runs on TensorFlow, and `.notice` says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import _lite0, fsutil, paths
+from engine.backbones import Backbone, _keras_weights_file, build_feature_extractor, get_backbone
+from engine.errors import StudioError
+
+RUNTIMES = ("litert", "tensorflow")
+PARITY_TOLERANCE = 1e-4
+PARITY_IMAGES_DIR = Path(__file__).resolve().parent / "data" / "parity"
+_RUNTIME_FORMAT_VERSION = 1
+
+Converter = Callable[[Any], bytes]
+
+
+class FeatureRuntime:
+    """Features of prepared images from one backbone, on one runtime.
+
+    Attributes:
+        runtime: "litert" or "tensorflow".
+        backbone: the `Backbone`.
+        input_size: the square input side the runtime takes.
+        feature_size: length of each feature vector.
+        notice: why this is not the preferred runtime, or None.
+    """
+
+    runtime: str = ""
+
+    def __init__(self, backbone: Backbone, input_size: int, *, notice: str | None = None) -> None:
+        self.backbone = backbone
+        self.input_size = input_size
+        self.feature_size = backbone.feature_size
+        self.notice = notice
+
+    def features(self, batch_uint8: np.ndarray) -> np.ndarray:
+        """Features of a batch of prepared images.
+
+        Args:
+            batch_uint8: uint8 `(N, S, S, 3)` with S = `input_size`.
+
+        Returns:
+            float32 `(N, feature_size)`.
+
+        Raises:
+            ValueError: the batch has the wrong shape or dtype.
+        """
+        batch = self._check(batch_uint8)
+        if batch.shape[0] == 0:
+            return np.zeros((0, self.feature_size), np.float32)
+        return np.asarray(self._run(batch), dtype=np.float32)
+
+    def _check(self, batch: Any) -> np.ndarray:
+        array = np.asarray(batch)
+        expected = (self.input_size, self.input_size, 3)
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1:] != expected:
+            raise ValueError(
+                f"batch has shape {array.shape} and dtype {array.dtype}; "
+                f"expected uint8 (N, {', '.join(map(str, expected))})"
+            )
+        return np.ascontiguousarray(array)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.backbone.name!r}, input_size={self.input_size})"
+
+
+class TensorFlowFeatureRuntime(FeatureRuntime):
+    """The Keras extractor behind a `tf.function`.
+
+    Args:
+        backbone: the `Backbone`.
+        input_size: the input side.
+        model: the Keras feature extractor.
+        notice: why TensorFlow is used instead of LiteRT. Defaults to None.
+    """
+
+    runtime = "tensorflow"
+
+    def __init__(
+        self, backbone: Backbone, input_size: int, model: Any, *, notice: str | None = None
+    ) -> None:
+        import tensorflow as tf
+
+        super().__init__(backbone, input_size, notice=notice)
+        self.model = model
+        spec = tf.TensorSpec((None, input_size, input_size, 3), tf.uint8)
+        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            # Keras notes the unnamed input on first trace; the signature fixes the structure.
+            warnings.simplefilter("ignore", UserWarning)
+            return self._call(batch).numpy()
+
+
+class LiteRTFeatureRuntime(FeatureRuntime):
+    """A float `.tflite` feature extractor run by LiteRT (XNNPACK).
+
+    Args:
+        backbone: the `Backbone`.
+        input_size: the input side.
+        model_path: the `.tflite` file; or None with `model_content`.
+        model_content: the `.tflite` bytes. Defaults to None.
+        num_threads: interpreter threads. Defaults to `os.cpu_count()`.
+        notice: a note to pass on. Defaults to None.
+    """
+
+    runtime = "litert"
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        input_size: int,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        model_content: bytes | None = None,
+        num_threads: int | None = None,
+        notice: str | None = None,
+    ) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        super().__init__(backbone, input_size, notice=notice)
+        self.model_path = Path(model_path) if model_path is not None else None
+        self._interpreter = Interpreter(
+            model_path=str(model_path) if model_path is not None else None,
+            model_content=model_content,
+            num_threads=num_threads or os.cpu_count() or 1,
+        )
+        self._input_index = self._interpreter.get_input_details()[0]["index"]
+        self._output_index = self._interpreter.get_output_details()[0]["index"]
+        self._batch = 0
+        # One interpreter holds one set of buffers: calls from several threads take turns.
+        self._lock = threading.Lock()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if batch.shape[0] != self._batch:
+                self._interpreter.resize_tensor_input(self._input_index, list(batch.shape))
+                self._interpreter.allocate_tensors()
+                self._batch = batch.shape[0]
+            self._interpreter.set_tensor(self._input_index, batch)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output_index)
+
+
+def convert_to_tflite(model: Any) -> bytes:
+    """Convert a Keras model to a float TFLite flatbuffer.
+
+    Args:
+        model: the Keras model.
+
+    Returns:
+        The `.tflite` bytes.
+    """
+    import tensorflow as tf
+
+    # The converter prints its whole trace (one line per captured variable) to stdout,
+    # which is where CLI results go.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def parity_batch(backbone: Backbone, input_size: int) -> np.ndarray:
+    """The bundled photos, prepared for `backbone`: what converted models are checked on.
+
+    Args:
+        backbone: the `Backbone`.
+        input_size: the side.
+
+    Returns:
+        uint8 `(n, input_size, input_size, 3)`.
+    """
+    from engine import images
+
+    files = sorted(PARITY_IMAGES_DIR.glob("*.jpg"))
+    return np.stack([backbone.prepare(images.load_image(p), input_size) for p in files])
+
+
+def _weights_key(backbone: Backbone, input_size: int) -> str:
+    """What identifies the weights, without importing TensorFlow when they are local."""
+    if backbone.family == "efficientnet_lite":
+        source = _lite0.checkpoint_path()
+        if source is None or not source.is_file():
+            raise StudioError(f"{backbone.name}: {backbone.weights_hint()}")
+        return _lite0.cached_weights_path(source).name.split(".")[0].removeprefix(f"{backbone.name}-")
+    digest = hashlib.sha256()
+    with _keras_weights_file(backbone, input_size, top=False).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def tflite_cache_path(backbone: Backbone, input_size: int) -> Path:
+    """Where the converted `.tflite` of a backbone's ImageNet extractor is cached.
+
+    Args:
+        backbone: the `Backbone`.
+        input_size: the side.
+
+    Returns:
+        `cache_dir()/backbones/<name>-<size>-<weights key>-r<version>.tflite`;
+        the parity verdict sits beside it with `.json` appended.
+    """
+    key = _weights_key(backbone, input_size)
+    name = f"{backbone.name}-{input_size}-{key}-r{_RUNTIME_FORMAT_VERSION}.tflite"
+    return paths.cache_dir() / "backbones" / name
+
+
+def _verdict_path(tflite_path: Path) -> Path:
+    return tflite_path.with_name(tflite_path.name + ".json")
+
+
+def _read_verdict(path: Path) -> dict[str, Any] | None:
+    try:
+        verdict = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return verdict if isinstance(verdict, dict) and isinstance(verdict.get("ok"), bool) else None
+
+
+def _check_parity(
+    model: Any, backbone: Backbone, input_size: int, *, model_content: bytes
+) -> tuple[LiteRTFeatureRuntime | None, dict[str, Any]]:
+    batch = parity_batch(backbone, input_size)
+    expected = TensorFlowFeatureRuntime(backbone, input_size, model).features(batch)
+    lite = LiteRTFeatureRuntime(backbone, input_size, model_content=model_content)
+    got = lite.features(batch)
+    diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
+    verdict = {
+        "ok": diff < PARITY_TOLERANCE,
+        "max_abs_diff": diff,
+        "tolerance": PARITY_TOLERANCE,
+        "images": len(batch),
+        "max_abs_feature": float(np.max(np.abs(expected))),
+    }
+    return (lite if verdict["ok"] else None), verdict
+
+
+def _fallback_notice(backbone: Backbone, verdict: dict[str, Any]) -> str:
+    if "error" in verdict:
+        why = f"conversion to LiteRT failed ({verdict['error']})"
+    else:
+        why = (
+            f"LiteRT features differ from Keras by {verdict['max_abs_diff']:.2g} "
+            f"(limit {verdict['tolerance']:.0e})"
+        )
+    return f"{backbone.name} runs on TensorFlow: {why}."
+
+
+def load_feature_runtime(
+    name: str,
+    *,
+    input_size: int | None = None,
+    prefer: str = "litert",
+    weights: str | None = "imagenet",
+    converter: Converter | None = None,
+) -> FeatureRuntime:
+    """A backbone's feature extractor on LiteRT when it converts faithfully, else TensorFlow.
+
+    The first LiteRT load of a backbone converts and checks it (seconds); the
+    result and the verdict are cached, so later loads only open the file.
+
+    Args:
+        name: a registry name.
+        input_size: the input side. Defaults to the backbone's `input_size`.
+        prefer: "litert" or "tensorflow". Defaults to "litert".
+        weights: "imagenet", or None for random weights (tests; converted in
+            memory, never cached). Defaults to "imagenet".
+        converter: turns the Keras extractor into `.tflite` bytes. Defaults to
+            `convert_to_tflite`.
+
+    Returns:
+        A `FeatureRuntime`; `.notice` says why it is not LiteRT when LiteRT was preferred.
+
+    Raises:
+        StudioError: unknown name, size, runtime or weights, or weights unavailable.
+    """
+    backbone = get_backbone(name)
+    size = backbone._size(input_size)
+    if prefer not in RUNTIMES:
+        raise StudioError(f"runtime={prefer!r} is unknown; choose one of {', '.join(RUNTIMES)}")
+    if weights not in ("imagenet", None):
+        raise StudioError(f"weights={weights!r} is not allowed; choose 'imagenet' or None")
+    convert = converter or convert_to_tflite
+
+    if prefer == "tensorflow":
+        return TensorFlowFeatureRuntime(
+            backbone, size, build_feature_extractor(name, input_size=size, weights=weights)
+        )
+
+    cached = tflite_cache_path(backbone, size) if weights == "imagenet" else None
+    if cached is not None:
+        verdict = _read_verdict(_verdict_path(cached))
+        if verdict is not None and verdict["ok"] and cached.is_file():
+            return LiteRTFeatureRuntime(backbone, size, cached)
+        if verdict is not None and not verdict["ok"]:
+            model = build_feature_extractor(name, input_size=size, weights=weights)
+            return TensorFlowFeatureRuntime(
+                backbone, size, model, notice=_fallback_notice(backbone, verdict)
+            )
+
+    model = build_feature_extractor(name, input_size=size, weights=weights)
+    lite: LiteRTFeatureRuntime | None = None
+    content = b""
+    try:
+        content = convert(model)
+        lite, verdict = _check_parity(model, backbone, size, model_content=content)
+    except Exception as exc:  # noqa: BLE001 - any converter or interpreter failure means TensorFlow
+        first_line = (str(exc).splitlines() or [""])[0][:160]
+        verdict = {"ok": False, "error": f"{type(exc).__name__}: {first_line}"}
+    # A conversion error is not recorded (the next process retries); a measured mismatch is.
+    if cached is not None and "error" not in verdict:
+        if verdict["ok"]:
+            fsutil.atomic_write_bytes(cached, content)
+        fsutil.atomic_write_json(_verdict_path(cached), verdict)
+        if lite is not None:
+            return LiteRTFeatureRuntime(backbone, size, cached)
+    if lite is not None:
+        return lite
+    return TensorFlowFeatureRuntime(backbone, size, model, notice=_fallback_notice(backbone, verdict))
