@@ -38,6 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from engine import paths
+from engine._dataset_import import (
+    FLOWER_PHOTOS_SHA256,
+    FLOWER_PHOTOS_URL,
+    MAX_ZIP_BYTES,
+    MAX_ZIP_FILES,
+    download_flower_photos,
+    import_zip,
+    resolve_local_folder,
+)
+from engine._demo_data import DEMO_CLASSES, DEMO_IMAGES_PER_CLASS, ensure_demo_dataset
 from engine.errors import ImageError, StudioError
 from engine.fsutil import atomic_write_text
 from engine.images import MIN_SIDE, check_image
@@ -55,6 +65,27 @@ MIN_IMAGES_FOR_SPLIT = 3
 IMBALANCE_RATIO = 3.0
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "@eadir", "$recycle.bin"})
 SCAN_CACHE_VERSION = 1
+__all__ = [
+    "DEMO_CLASSES",
+    "DEMO_IMAGES_PER_CLASS",
+    "FLOWER_PHOTOS_SHA256",
+    "FLOWER_PHOTOS_URL",
+    "MAX_ZIP_BYTES",
+    "MAX_ZIP_FILES",
+    "ClassInfo",
+    "Dataset",
+    "Duplicate",
+    "ImageRecord",
+    "Problem",
+    "assign_splits",
+    "download_flower_photos",
+    "ensure_demo_dataset",
+    "import_zip",
+    "normalize_label",
+    "resolve_local_folder",
+    "scan_dataset",
+    "split_bucket",
+]
 _NOHASH = re.compile(r"_nohash_.*$")
 _LABEL_JUNK = re.compile(r"[^a-z0-9]+")
 
@@ -736,7 +767,3 @@ def scan_dataset(
         testing_percentage=testing_percentage,
         cache_hits=hits,
     )
-
-
-# Getting data in: implemented in private modules, public here. Imported at the
-# end because those modules use this one's scan helpers.
