@@ -213,7 +213,8 @@ def import_zip(
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 written = _extract_entry(archive, info, target, written, max_bytes, tracker)
-            tracker.finish()
+            if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
+                tracker.finish()
             os.replace(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -326,7 +327,8 @@ def _download(
                 f"download interrupted at {received:,} of {total or 0:,} bytes ({exc}); run it "
                 "again to resume"
             ) from None
-        tracker.finish()
+        if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
+            tracker.finish()
     if total is not None and received < total:
         raise StudioError(f"download stopped at {received:,} of {total:,} bytes; run it again to resume")
 
@@ -352,7 +354,8 @@ def _extract_tgz(archive: Path, dest: Path, progress: ProgressCallback | None) -
                     # of the folder and device files.
                     tar.extract(member, tmp, filter="data")
                     tracker.advance()
-                tracker.finish()
+                if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
+                    tracker.finish()
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise StudioError(
                 f"{archive.name} could not be extracted ({exc}); delete it and download again"

@@ -399,7 +399,8 @@ def write_demo_dataset(
         # The manifest is written last, inside the temporary folder: a folder
         # with a manifest is always complete.
         (tmp / DEMO_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    tracker.finish()
+    if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
+        tracker.finish()
     return dest
 
 

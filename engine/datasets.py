@@ -623,7 +623,8 @@ def scan_dataset(
                 results[path] = result
                 new_cache[rel] = [size, mtime, result]
                 tracker.advance(cached=hits)
-    tracker.finish()
+    if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
+        tracker.finish()
     if use_cache and (todo or set(new_cache) != set(cache)):
         payload = {
             "version": SCAN_CACHE_VERSION,

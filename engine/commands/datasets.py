@@ -1,0 +1,144 @@
+"""`inspect` and `demo-data`: look at a dataset, or write the generated demo one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from engine.progress import TerminalBar
+
+if TYPE_CHECKING:
+    from engine.datasets import Dataset
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `inspect` and `demo-data` commands.
+
+    Args:
+        subparsers: the top-level parser's sub-parsers.
+    """
+    inspect = subparsers.add_parser(
+        "inspect",
+        help="check a folder of photos (one sub-folder per class): classes, split, problems",
+        description="Scan a folder-per-class dataset and print the class table (label, folder, "
+        "images, train/validation/test), the files skipped with reasons, duplicates and "
+        "warnings. Exits with 2 only when the dataset cannot be trained on.",
+    )
+    inspect.add_argument("--image_dir", required=True, help="folder holding one sub-folder per class")
+    inspect.add_argument(
+        "--validation_percentage",
+        type=float,
+        default=10,
+        help="share of each class for validation, as in retrain.py (default 10)",
+    )
+    inspect.add_argument(
+        "--testing_percentage",
+        type=float,
+        default=10,
+        help="share of each class for test, as in retrain.py (default 10)",
+    )
+    inspect.add_argument("--no_cache", action="store_true", help="check every file again")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON instead")
+    inspect.set_defaults(func=_inspect)
+
+    demo = subparsers.add_parser(
+        "demo-data",
+        help="write the generated demo dataset (5 classes of drawn flowers)",
+        description="Generate the demo dataset (deterministic, a few seconds) and print its folder.",
+    )
+    demo.add_argument(
+        "--dest", default=None, help="folder to write it to (default: <datasets dir>/demo)"
+    )
+    demo.set_defaults(func=_demo_data)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from engine.datasets import scan_dataset
+
+    dataset = scan_dataset(
+        args.image_dir,
+        validation_percentage=args.validation_percentage,
+        testing_percentage=args.testing_percentage,
+        progress=TerminalBar(),
+        use_cache=not args.no_cache,
+    )
+    if args.json:
+        json.dump(dataset.summary(), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print_report(dataset, sys.stdout)
+    return 0 if dataset.trainable else 2
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        cells = [
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.write("  " + "  ".join(cells).rstrip() + "\n")
+        if n == 0:
+            out.write("  " + "  ".join("-" * w for w in widths) + "\n")
+
+
+def print_report(dataset: Dataset, out: TextIO) -> None:
+    """Print a `Dataset` as the `inspect` command does.
+
+    Args:
+        dataset: an `engine.datasets.Dataset`.
+        out: the stream to write to.
+    """
+    total = len(dataset.images)
+    out.write(f"Dataset {dataset.root}\n")
+    out.write(
+        f"{len(dataset.classes)} classes, {total} usable images, {len(dataset.problems)} skipped; "
+        f"split {dataset.validation_percentage:g}% validation / {dataset.testing_percentage:g}% test; "
+        f"fingerprint {dataset.fingerprint[:12]}\n"
+    )
+    out.write("Labels are folder names in lower case with runs of other characters as one space.\n\n")
+    if dataset.classes:
+        rows = [["label", "folder", "images", "train", "validation", "test"]]
+        for c in dataset.classes:
+            rows.append([c.label, c.folder, str(c.count), str(c.train), str(c.validation), str(c.test)])
+        rows.append(
+            [
+                "(all)",
+                "",
+                str(total),
+                *(str(len(dataset.split(s))) for s in ("train", "validation", "test")),
+            ]
+        )
+        _table(rows, out)
+    stats = dataset.stats
+    if stats.get("formats"):
+        formats = ", ".join(f"{k} {v}" for k, v in stats["formats"].items())
+        w, h = stats["width"], stats["height"]
+        out.write(
+            f"\nImages: {formats}; width {w['min']}-{w['max']} (median {w['median']:g}), "
+            f"height {h['min']}-{h['max']} (median {h['median']:g}), "
+            f"{stats['total_bytes'] / 1e6:.1f} MB\n"
+        )
+    if dataset.problems:
+        out.write(f"\nSkipped files ({len(dataset.problems)}):\n")
+        out.writelines(f"  {p.rel_path}: {p.reason} [{p.kind}]\n" for p in dataset.problems)
+    if dataset.duplicates:
+        out.write(f"\nDuplicates ({len(dataset.duplicates)} group(s) of identical files):\n")
+        out.writelines(f"  {d.kind}: {', '.join(d.rel_paths)}\n" for d in dataset.duplicates)
+    if dataset.warnings:
+        out.write("\nWarnings:\n")
+        out.writelines(f"  - {text}\n" for text in dataset.warnings)
+    if dataset.errors:
+        out.write("\nCannot train on this dataset:\n")
+        out.writelines(f"  - {text}\n" for text in dataset.errors)
+    else:
+        out.write("\nReady to train.\n")
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from engine.datasets import ensure_demo_dataset
+
+    folder = ensure_demo_dataset(args.dest, progress=TerminalBar())
+    print(folder)
+    return 0
