@@ -34,7 +34,13 @@ from typing import Any
 import numpy as np
 
 from engine import _lite0, fsutil, paths
-from engine.backbones import Backbone, _keras_weights_file, build_feature_extractor, get_backbone
+from engine.backbones import (
+    Backbone,
+    _keras_weights_file,
+    build_feature_extractor,
+    build_imagenet_classifier,
+    get_backbone,
+)
 from engine.errors import StudioError
 
 RUNTIMES = ("litert", "tensorflow")
@@ -63,6 +69,9 @@ class FeatureRuntime:
         self.input_size = input_size
         self.feature_size = backbone.feature_size
         self.notice = notice
+
+    def _set_output_size(self, size: int) -> None:
+        self.feature_size = size
 
     def features(self, batch_uint8: np.ndarray) -> np.ndarray:
         """Features of a batch of prepared images.
@@ -117,6 +126,7 @@ class TensorFlowFeatureRuntime(FeatureRuntime):
 
         super().__init__(backbone, input_size, notice=notice)
         self.model = model
+        self._set_output_size(int(model.output.shape[-1]))
         spec = tf.TensorSpec((None, input_size, input_size, 3), tf.uint8)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
@@ -161,7 +171,9 @@ class LiteRTFeatureRuntime(FeatureRuntime):
             num_threads=num_threads or os.cpu_count() or 1,
         )
         self._input_index = self._interpreter.get_input_details()[0]["index"]
-        self._output_index = self._interpreter.get_output_details()[0]["index"]
+        output = self._interpreter.get_output_details()[0]
+        self._output_index = output["index"]
+        self._set_output_size(int(output["shape"][-1]))
         self._batch = 0
         # One interpreter holds one set of buffers: calls from several threads take turns.
         self._lock = threading.Lock()
@@ -210,7 +222,7 @@ def parity_batch(backbone: Backbone, input_size: int) -> np.ndarray:
     return np.stack([backbone.prepare(images.load_image(p), input_size) for p in files])
 
 
-def _weights_key(backbone: Backbone, input_size: int) -> str:
+def _weights_key(backbone: Backbone, input_size: int, *, top: bool = False) -> str:
     """What identifies the weights, without importing TensorFlow when they are local."""
     if backbone.family == "efficientnet_lite":
         source = _lite0.checkpoint_path()
@@ -218,25 +230,28 @@ def _weights_key(backbone: Backbone, input_size: int) -> str:
             raise StudioError(f"{backbone.name}: {backbone.weights_hint()}")
         return _lite0.cached_weights_path(source).name.split(".")[0].removeprefix(f"{backbone.name}-")
     digest = hashlib.sha256()
-    with _keras_weights_file(backbone, input_size, top=False).open("rb") as handle:
+    with _keras_weights_file(backbone, input_size, top=top).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:16]
 
 
-def tflite_cache_path(backbone: Backbone, input_size: int) -> Path:
-    """Where the converted `.tflite` of a backbone's ImageNet extractor is cached.
+def tflite_cache_path(backbone: Backbone, input_size: int, *, kind: str = "features") -> Path:
+    """Where the converted `.tflite` of a backbone's ImageNet extractor (or classifier) is cached.
 
     Args:
         backbone: the `Backbone`.
         input_size: the side.
+        kind: "features" (the extractor) or "imagenet" (the 1000-class classifier).
+            Defaults to "features".
 
     Returns:
         `cache_dir()/backbones/<name>-<size>-<weights key>-r<version>.tflite`;
         the parity verdict sits beside it with `.json` appended.
     """
-    key = _weights_key(backbone, input_size)
-    name = f"{backbone.name}-{input_size}-{key}-r{_RUNTIME_FORMAT_VERSION}.tflite"
+    key = _weights_key(backbone, input_size, top=kind == "imagenet")
+    suffix = "" if kind == "features" else f"-{kind}"
+    name = f"{backbone.name}-{input_size}-{key}{suffix}-r{_RUNTIME_FORMAT_VERSION}.tflite"
     return paths.cache_dir() / "backbones" / name
 
 
@@ -309,6 +324,45 @@ def load_feature_runtime(
     Raises:
         StudioError: unknown name, size, runtime or weights, or weights unavailable.
     """
+    return _load_runtime(name, input_size, prefer, weights, converter, kind="features")
+
+
+def load_imagenet_runtime(
+    name: str,
+    *,
+    input_size: int | None = None,
+    prefer: str = "litert",
+    converter: Converter | None = None,
+) -> FeatureRuntime:
+    """A backbone's own 1000-class ImageNet classifier on LiteRT or TensorFlow.
+
+    Same rules as `load_feature_runtime`; `.features(batch)` returns the
+    probabilities `(N, 1000)` in the order of `backbones.imagenet_labels()`.
+
+    Args:
+        name: a registry name.
+        input_size: the input side. Defaults to the backbone's `input_size`.
+        prefer: "litert" or "tensorflow". Defaults to "litert".
+        converter: as in `load_feature_runtime`. Defaults to `convert_to_tflite`.
+
+    Returns:
+        A `FeatureRuntime` whose outputs are class probabilities.
+
+    Raises:
+        StudioError: as `load_feature_runtime`.
+    """
+    return _load_runtime(name, input_size, prefer, "imagenet", converter, kind="imagenet")
+
+
+def _load_runtime(
+    name: str,
+    input_size: int | None,
+    prefer: str,
+    weights: str | None,
+    converter: Converter | None,
+    *,
+    kind: str,
+) -> FeatureRuntime:
     backbone = get_backbone(name)
     size = backbone._size(input_size)
     if prefer not in RUNTIMES:
@@ -316,24 +370,23 @@ def load_feature_runtime(
     if weights not in ("imagenet", None):
         raise StudioError(f"weights={weights!r} is not allowed; choose 'imagenet' or None")
     convert = converter or convert_to_tflite
+    builder = build_feature_extractor if kind == "features" else build_imagenet_classifier
 
     if prefer == "tensorflow":
-        return TensorFlowFeatureRuntime(
-            backbone, size, build_feature_extractor(name, input_size=size, weights=weights)
-        )
+        return TensorFlowFeatureRuntime(backbone, size, builder(name, input_size=size, weights=weights))
 
-    cached = tflite_cache_path(backbone, size) if weights == "imagenet" else None
+    cached = tflite_cache_path(backbone, size, kind=kind) if weights == "imagenet" else None
     if cached is not None:
         verdict = _read_verdict(_verdict_path(cached))
         if verdict is not None and verdict["ok"] and cached.is_file():
             return LiteRTFeatureRuntime(backbone, size, cached)
         if verdict is not None and not verdict["ok"]:
-            model = build_feature_extractor(name, input_size=size, weights=weights)
+            model = builder(name, input_size=size, weights=weights)
             return TensorFlowFeatureRuntime(
                 backbone, size, model, notice=_fallback_notice(backbone, verdict)
             )
 
-    model = build_feature_extractor(name, input_size=size, weights=weights)
+    model = builder(name, input_size=size, weights=weights)
     lite: LiteRTFeatureRuntime | None = None
     content = b""
     try:
