@@ -110,7 +110,12 @@ def _as_stream(source: ImageSource) -> IO[bytes]:
         except PermissionError:
             raise ImageError("permission denied", str(path)) from None
     if hasattr(source, "read"):
-        return source
+        # Read from the current position into our own buffer: closing the PIL
+        # image must not close the caller's file (an upload is read again later).
+        data = source.read()
+        if not data:
+            raise ImageError("empty file", _describe(source))
+        return io.BytesIO(data)
     raise TypeError(
         f"source={type(source).__name__} is not supported; pass a path, bytes or a binary file object"
     )
