@@ -1,5 +1,104 @@
-"""The Predict page."""
+"""The Predict page: a finished run's model on uploaded photos (or the camera)."""
 
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
+from engine import runs
+from engine.errors import ImageError, StudioError
+from ui import cached, state
+from ui.render import probability_figure, render_chart
+
 st.title("Predict")
+finished = [r for r in runs.list_runs() if r.status == "done"]
+if not finished:
+    st.info("No finished run yet: train one on the Train page.", icon=":material/info:")
+    st.stop()
+
+ids = [r.run_id for r in finished]
+by_id = {r.run_id: r for r in finished}
+chosen = state.selected_run_id()
+run_id = st.selectbox(
+    "Model from run",
+    ids,
+    index=ids.index(chosen) if chosen in ids else 0,
+    format_func=lambda i: f"{i} · test accuracy {by_id[i].test_accuracy or 0:.1%}",
+    key="predict_run",
+)
+state.select_run(run_id)
+run = by_id[run_id].run
+# the float TFLite export is what the predictor prefers (no TensorFlow needed)
+model_file = run.export_dir / "model.tflite"
+model_file = model_file if model_file.is_file() else run.model_path
+try:
+    predictor = cached.predictor(str(run.path), model_file.stat().st_mtime)
+except (StudioError, OSError) as error:
+    st.error(f"Cannot load the model of {run_id}: {error}", icon=":material/error:")
+    st.stop()
+labels = predictor.labels
+st.caption(f"{model_file.name} on {predictor.runtime} · {len(labels)} classes: {', '.join(labels)}")
+
+top_k = st.slider("Classes to show", 1, len(labels), min(5, len(labels)), key="predict_top_k")
+uploads = list(
+    st.file_uploader(
+        "Photos", accept_multiple_files=True, key="predict_uploads", help="JPEG, PNG, GIF, BMP, WebP…"
+    )
+    or []
+)
+if st.toggle("Use the camera", key="predict_camera_on"):
+    shot = st.camera_input("Take a photo", key="predict_camera")
+    uploads += [shot] if shot is not None else []
+if not uploads:
+    st.info("Upload one or more photos to see what the model says.", icon=":material/upload:")
+    st.stop()
+
+rows = []
+for index, upload in enumerate(uploads):
+    data = upload.getvalue()
+    try:
+        prediction = predictor.predict(data, top_k=top_k)
+    except ImageError as error:
+        st.error(f"{upload.name}: not a usable image ({error.reason}).", icon=":material/broken_image:")
+        rows.append(
+            {"photo": upload.name, "label": None, "probability": None, "ms": None, "error": error.reason}
+        )
+        continue
+    ms = prediction.seconds * 1000
+    photo, bars = st.columns([1, 2])
+    photo.image(data, caption=upload.name, width=220)
+    with bars:
+        st.markdown(f"**{prediction.label}** · {prediction.probability:.1%} · {ms:.1f} ms")
+        render_chart(probability_figure(prediction.top_k), key=f"predict_bars_{index}")
+    rows.append(
+        {
+            "photo": upload.name,
+            "label": prediction.label,
+            "probability": prediction.probability,
+            "ms": ms,
+            "error": None,
+        }
+    )
+
+if len(uploads) > 1:
+    table = pd.DataFrame(rows, columns=["photo", "label", "probability", "ms", "error"])
+    st.subheader("All photos")
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="predict_table",
+        column_config={
+            "probability": st.column_config.ProgressColumn(
+                min_value=0.0, max_value=1.0, format="percent"
+            ),
+            "ms": st.column_config.NumberColumn("time (ms)", format="%.1f"),
+        },
+    )
+    st.download_button(
+        "Download as CSV",
+        table.to_csv(index=False),
+        file_name=f"predictions-{Path(run_id).name}.csv",
+        mime="text/csv",
+        key="predict_csv",
+        icon=":material/download:",
+    )

@@ -1,5 +1,62 @@
-"""The TensorBoard page."""
+"""The TensorBoard page: start or stop TensorBoard on the runs folder; the runs' tags and scalars."""
 
+import plotly.express as px
 import streamlit as st
 
+from engine import tensorboard
+from engine.errors import StudioError
+from engine.paths import runs_dir
+from ui.render import render_chart
+
 st.title("TensorBoard")
+logdir = runs_dir()
+logdir.mkdir(parents=True, exist_ok=True)
+serving = [p for p in tensorboard.running_tensorboards() if p.logdir == logdir.resolve()]
+
+if serving:
+    server = serving[0]
+    st.success(f"TensorBoard is serving {logdir} at {server.url}", icon=":material/check_circle:")
+    open_col, stop_col = st.columns([1, 4])
+    open_col.link_button("Open TensorBoard", server.url, icon=":material/open_in_new:")
+    if stop_col.button("Stop TensorBoard", key="tb_stop", icon=":material/stop:"):
+        tensorboard.stop_tensorboard(logdir)
+        st.rerun()
+else:
+    st.caption(f"Runs folder: {logdir}")
+    if st.button("Start TensorBoard", key="tb_start", type="primary", icon=":material/play_arrow:"):
+        try:
+            with st.spinner("Starting TensorBoard…"):
+                started = tensorboard.start_tensorboard(logdir)
+        except StudioError as error:
+            st.error(str(error), icon=":material/error:")
+            st.stop()
+        if started.notice:
+            st.toast(started.notice)
+        st.rerun()
+
+st.subheader("Runs and tags")
+tags = tensorboard.inspect_logs(logdir)
+if not tags:
+    st.info("No TensorBoard logs yet: train a run first.", icon=":material/info:")
+    st.stop()
+st.dataframe([vars(t) for t in tags], hide_index=True, key="tb_tags")
+
+st.subheader("Scalars")
+scalars = tensorboard.read_scalars(logdir)
+if scalars.empty:
+    st.caption("No scalars in the logs.")
+    st.stop()
+scalars["run_id"] = scalars["run"].str.split("/").str[0]
+run_ids = sorted(scalars["run_id"].unique(), reverse=True)
+chosen = st.multiselect("Runs", run_ids, default=run_ids[:2], key="tb_runs")
+tag_names = sorted(scalars["tag"].unique())
+tag = st.selectbox(
+    "Tag",
+    tag_names,
+    index=next((i for i, t in enumerate(tag_names) if "accuracy" in t), 0),
+    key="tb_tag",
+)
+shown = scalars[scalars["run_id"].isin(chosen) & (scalars["tag"] == tag)]
+figure = px.line(shown, x="step", y="value", color="run", markers=True, title=tag)
+figure.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+render_chart(figure, key="tb_scalars")

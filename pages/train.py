@@ -1,5 +1,76 @@
-"""The Train page."""
+"""The Train page: settings, a training job that runs outside the page, live curves, the report."""
 
 import streamlit as st
 
+from engine.backbones import DEFAULT_BACKBONE, list_backbones
+from engine.errors import StudioError
+from engine.training import TrainConfig
+from ui import cached, state
+from ui.follow import follow
+from ui.training import render_backbone_picker, render_live, render_report, render_train_settings
+
+ACTIVE = ("queued", "running")
+
 st.title("Train")
+registry = cached.job_registry()
+active = registry.active()
+if active is not None:
+    # a reload or a second tab reattaches to the running job
+    state.select_run(active.run_id)
+
+root, dataset_label = state.selected_dataset()
+if root is None:
+    root = cached.demo_dataset_root()
+st.caption(f"Retrain the last layer on **{dataset_label}** (choose another on the Dataset page).")
+
+with st.expander("Settings", expanded=active is None):
+    backbone = render_backbone_picker(list_backbones(), DEFAULT_BACKBONE)
+    settings = render_train_settings(
+        backbone, root, TrainConfig(), disabled=active is not None or not backbone.weights_available()
+    )
+if settings is not None:
+    try:
+        job = registry.start(settings.args, architecture=settings.architecture)
+    except StudioError as error:
+        st.error(str(error), icon=":material/error:")
+        st.stop()
+    state.select_run(job.run_id)
+    st.rerun()
+
+run_id = state.selected_run_id()
+if run_id is None:
+    st.info("Choose the settings and press Start training.", icon=":material/info:")
+    st.stop()
+try:
+    job = registry.get(run_id)
+except StudioError:
+    state.select_run(None)
+    st.info("That run is gone; start a new one.", icon=":material/info:")
+    st.stop()
+# Computed before the fragment is defined: polling stops once the job has ended.
+polling = 1.0 if job.running else None
+
+
+@st.fragment(run_every=polling)
+def live_view() -> None:
+    """The run's state, progress and curves; refreshed every second while it runs."""
+    now = job.state
+    followed = follow(job.run_dir)
+    icon = {"done": ":material/check_circle:", "failed": ":material/error:"}.get(now, ":material/sync:")
+    st.subheader(f"Run {job.run_id}", anchor=False)
+    st.markdown(f"{icon} **{now}**", help="queued → running → done | failed | cancelled")
+    render_live(followed, now)
+    if now in ACTIVE:
+        if st.button("Cancel training", key="train_cancel", icon=":material/stop:"):
+            job.cancel()
+            st.toast("Cancelling: the job stops at its next step.")
+    elif polling is not None:
+        st.rerun()  # the job just ended: redraw the whole page (report, Start enabled)
+    error = job.run_dir.read_status().get("error")
+    if now in ("failed", "cancelled") and error:
+        st.error(f"{error} (log: {job.run_dir.log_path})", icon=":material/error:")
+
+
+live_view()
+if not job.running:
+    render_report(job.run_dir)

@@ -6,9 +6,11 @@ so pages read them exactly as they read a real training's output.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
@@ -16,6 +18,17 @@ from .conftest import REPO_ROOT
 
 # Generous: a page may import heavy modules (pandas, plotly; TF on Predict) on 2 busy cores.
 APP_TIMEOUT_S = 120
+
+
+def share_datasets(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point RETRAIN_STUDIO_DATASETS at one folder for the whole session.
+
+    Generating the demo dataset takes seconds; it is deterministic, so tests
+    that only read it share one copy while runs stay per test.
+    """
+    shared = Path(os.environ["RETRAIN_STUDIO_CACHE"]).parent / "datasets"
+    monkeypatch.setenv("RETRAIN_STUDIO_DATASETS", str(shared))
+    return shared
 
 
 def fresh_app() -> AppTest:
@@ -103,6 +116,7 @@ def trace_names(app: AppTest) -> list[str]:
 
 
 def home_runs(home: Path) -> list[str]:
-    """Run folder names under a studio home."""
-    runs = home / "runs"
-    return sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+    """The run ids under a studio home, oldest first."""
+    from engine.runs import list_runs
+
+    return sorted(r.run_id for r in list_runs(home / "runs"))

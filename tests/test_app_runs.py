@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .app_support import home_runs, open_page, trace_names, write_run
+import pytest
+
+from .app_support import home_runs, open_page, share_datasets, trace_names, write_run
+
+
+@pytest.fixture(autouse=True)
+def _home(studio_home, monkeypatch) -> None:
+    share_datasets(monkeypatch)
 
 
 def test_runs_page_without_runs_says_how_to_make_one(studio_home) -> None:
@@ -16,7 +23,7 @@ def test_runs_table_lists_every_run_with_its_figures(studio_home) -> None:
     failed = write_run(state="failed", test_accuracy=None)
     app = open_page("runs")
     assert not app.exception
-    table = app.dataframe(key="runs_table").value.set_index("run")
+    table = app.dataframe[0].value.set_index("run")
     assert set(table.index) == {done.run_id, failed.run_id}
     assert table.loc[done.run_id, "status"] == "done"
     assert table.loc[done.run_id, "test accuracy"] == 0.75

@@ -2,14 +2,14 @@
 
 `st.cache_data` for things a page only reads (a dataset scan, thumbnails,
 event-file scalars): every caller gets a copy. `st.cache_resource` for
-process-wide singletons (the job registry, loaded predictors, TensorBoard
-handles) shared by every tab, so a reload or a second tab finds the same job.
+process-wide singletons (the job registry, loaded predictors) shared by every
+tab, so a reload or a second tab finds the same job. (TensorBoard needs no
+cache here: engine.tensorboard records its servers on disk and reuses them.)
 Keys include a cheap change signature (mtimes), so new data is picked up.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -87,68 +87,6 @@ def predictor(run_dir: str, model_mtime: float) -> Any:
 
     del model_mtime  # only part of the cache key
     return Predictor.from_run(run_dir)
-
-
-class TensorBoardHandles:
-    """The TensorBoard processes this server started, by logdir (guarded by a lock)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_logdir: dict[str, Any] = {}
-
-    def get(self, logdir: str) -> Any | None:
-        """The live handle for `logdir`, or None."""
-        with self._lock:
-            handle = self._by_logdir.get(logdir)
-            if handle is not None and not handle.alive():
-                del self._by_logdir[logdir]
-                handle = None
-            return handle
-
-    def start(self, logdir: str) -> Any:
-        """Start (or reuse) TensorBoard on `logdir` on a free 127.0.0.1 port."""
-        from engine.tensorboard import start_tensorboard
-
-        with self._lock:
-            handle = start_tensorboard(logdir)
-            self._by_logdir[logdir] = handle
-            return handle
-
-    def stop(self, logdir: str) -> None:
-        """Stop TensorBoard on `logdir`, if running."""
-        from engine.tensorboard import stop_tensorboard
-
-        with self._lock:
-            handle = self._by_logdir.pop(logdir, None)
-            if handle is not None:
-                handle.stop()
-            stop_tensorboard(logdir)
-
-
-@st.cache_resource
-def tensorboard_handles() -> TensorBoardHandles:
-    """The process-wide TensorBoard handles."""
-    return TensorBoardHandles()
-
-
-@st.cache_data(show_spinner="Reading event files…", max_entries=16)
-def tensorboard_tags(logdir: str, signature: float) -> Any:
-    """`engine.tensorboard.inspect_logs` as a DataFrame, cached until event files change."""
-    import pandas as pd
-    from engine.tensorboard import inspect_logs
-
-    del signature
-    rows = [vars(tag) if hasattr(tag, "__dict__") else tag._asdict() for tag in inspect_logs(logdir)]
-    return pd.DataFrame(rows, columns=["run", "tag", "kind", "count", "first_step", "last_step"])
-
-
-@st.cache_data(show_spinner="Reading scalars…", max_entries=16)
-def tensorboard_scalars(logdir: str, signature: float) -> Any:
-    """`engine.tensorboard.read_scalars`, cached until event files change."""
-    from engine.tensorboard import read_scalars
-
-    del signature
-    return read_scalars(logdir)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

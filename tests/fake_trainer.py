@@ -1,0 +1,105 @@
+"""A stand-in for `python -m engine retrain` in the dashboard's AppTests.
+
+Run as `python tests/fake_trainer.py --run_dir DIR [retrain flags...]`. It
+writes what the real trainer writes, through the same `engine.runs` API, in
+a blink: status, step events, a report, labels and an export file, so the
+pages can be driven without TensorFlow. When `FAKE_TRAINER_GATE` names a file,
+it stays running after its first step until that file exists or a cancel is
+requested (how tests see a job mid-run).
+
+The job registry runs it with the repository on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine.evaluation import evaluate
+from engine.runs import RunDir
+
+LABELS = ["daisy", "roses"]
+GATE_DEADLINE_S = 120.0
+
+
+def _wait_for_gate(run: RunDir) -> bool:
+    """Poll the gate file; True to go on, False when cancelled."""
+    gate = os.environ.get("FAKE_TRAINER_GATE")
+    deadline = time.monotonic() + GATE_DEADLINE_S
+    while gate and not Path(gate).exists() and time.monotonic() < deadline:
+        if run.cancel_requested():
+            return False
+        time.sleep(0.05)
+    return not run.cancel_requested()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run_dir", required=True)
+    parser.add_argument("--how_many_training_steps", type=int, default=4)
+    parser.add_argument("--image_dir", default="")
+    args, rest = parser.parse_known_args()
+    run = RunDir(args.run_dir)
+    run.write_config(
+        {
+            "image_dir": args.image_dir,
+            "how_many_training_steps": args.how_many_training_steps,
+            "args": rest,
+        }
+    )
+    run.write_status("running", pid=os.getpid())
+    run.append_event({"event": "phase", "time": time.time(), "phase": "bottlenecks"})
+    run.append_event(
+        {
+            "event": "progress",
+            "time": time.time(),
+            "phase": "bottlenecks",
+            "done": 3,
+            "total": 6,
+            "eta_s": 1.0,
+        }
+    )
+    run.append_event({"event": "phase", "time": time.time(), "phase": "train"})
+    total = args.how_many_training_steps
+    for step in range(1, total + 1):
+        run.append_event(
+            {
+                "event": "step",
+                "time": time.time(),
+                "step": step,
+                "total_steps": total,
+                "train_accuracy": step / total,
+                "cross_entropy": 1.0 / step,
+                "learning_rate": 0.01,
+                "images_per_s": 50.0,
+                "elapsed_s": 0.1 * step,
+                "validation_accuracy": step / total,
+                "validation_cross_entropy": 1.1 / step,
+            }
+        )
+        if step == 1 and not _wait_for_gate(run):
+            run.write_status("cancelled", step=step)
+            return 3
+    report = evaluate(
+        LABELS,
+        [0, 1, 1],
+        [[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]],
+        paths=["daisy/a.jpg", "roses/b.jpg", "roses/c.jpg"],
+    )
+    report["test_accuracy"] = report["accuracy"]
+    run.write_report(report)
+    run.write_labels(LABELS)
+    run.export_dir.mkdir(parents=True, exist_ok=True)
+    (run.export_dir / "model.tflite").write_bytes(b"fake tflite")
+    run.append_event(
+        {"event": "result", "time": time.time(), "test_accuracy": report["accuracy"], "test_count": 3}
+    )
+    run.write_status("done", step=total, test_accuracy=report["accuracy"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

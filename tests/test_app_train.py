@@ -1,0 +1,132 @@
+"""The Train page (AppTest), with the job registry launching tests/fake_trainer.py.
+
+The fake writes the real trainer's files through engine.runs, so the page's
+start, follow, reattach, cancel and report paths all run for real, without
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.jobs import JobRegistry
+
+from .app_support import home_runs, open_page, plotly_titles, share_datasets
+from .conftest import REPO_ROOT
+
+JOB_DEADLINE_S = 60
+
+
+@pytest.fixture
+def registry(studio_home, monkeypatch) -> JobRegistry:
+    """The page's job registry, running the fake trainer instead of `python -m engine retrain`."""
+    import ui.cached
+
+    share_datasets(monkeypatch)
+    fake = JobRegistry(command=[sys.executable, str(REPO_ROOT / "tests" / "fake_trainer.py")])
+    monkeypatch.setattr(ui.cached, "job_registry", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def gate(tmp_path, monkeypatch) -> Path:
+    """A file whose creation lets a held fake training finish."""
+    path = tmp_path / "release"
+    monkeypatch.setenv("FAKE_TRAINER_GATE", str(path))
+    return path
+
+
+def start(app, steps: int = 3):
+    app.number_input(key="train_steps").set_value(steps)
+    app.button(key="FormSubmitter:train_settings-Start training").click()
+    return app.run()
+
+
+def test_train_page_loads_on_the_demo_default_and_waits_for_start(registry) -> None:
+    app = open_page("train")
+    assert not app.exception
+    assert "demo" in app.caption[0].value
+    assert "Start training" in app.info[0].value
+    assert home_runs(registry.runs_dir.parent) == []
+
+
+def test_start_launches_one_job_with_the_chosen_settings(registry) -> None:
+    app = start(open_page("train"), steps=3)
+    assert not app.exception
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    args = registry.get(run_id).run_dir.read_status()["args"]
+    assert args[args.index("--how_many_training_steps") + 1] == "3"
+    assert Path(args[args.index("--image_dir") + 1]).name == "demo"
+    assert "--export" in args
+
+
+def test_finished_job_shows_accuracy_confusion_matrix_and_downloads(registry) -> None:
+    app = start(open_page("train"), steps=3)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
+    app.run()
+    assert not app.exception
+    final = {m.label: m.value for m in app.metric}["Final test accuracy"]
+    assert final == "66.7%"
+    assert "Accuracy" in plotly_titles(app)
+    assert {b.label for b in app.get("download_button")} >= {"labels.txt", "model.tflite"}
+
+
+def test_second_tab_reattaches_to_the_running_job_instead_of_starting_another(registry, gate) -> None:
+    start(open_page("train"), steps=3)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    other_tab = open_page("train")
+    assert not other_tab.exception
+    assert any(run_id in h.value for h in other_tab.subheader)
+    assert other_tab.button(key="FormSubmitter:train_settings-Start training").disabled
+    assert other_tab.button(key="train_cancel")
+    gate.touch()
+    assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
+    assert home_runs(registry.runs_dir.parent) == [run_id]
+
+
+def test_live_view_shows_the_step_counter_while_running(registry, gate) -> None:
+    app = start(open_page("train"), steps=5)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    job = registry.get(run_id)
+    from engine.runs import RunDir
+
+    # the fake writes step 1 then holds: poll the page until it shows it
+    from tests.e2e.harness import wait_until
+
+    wait_until(
+        lambda: RunDir(job.run_dir.path).read_events(0)[0], timeout_s=JOB_DEADLINE_S, what="events"
+    )
+    wait_until(
+        lambda: any("Step 1 of 5" in (p.proto.text or "") for p in app.run().get("progress")),
+        timeout_s=JOB_DEADLINE_S,
+        what="the step counter",
+    )
+    texts = [p.proto.text for p in app.get("progress")]
+    assert any(t.startswith("Bottlenecks: 3/6") for t in texts)
+    gate.touch()
+    job.wait(JOB_DEADLINE_S)
+
+
+def test_cancel_button_stops_the_job(registry, gate) -> None:
+    app = start(open_page("train"), steps=3)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    app.run()
+    app.button(key="train_cancel").click().run()
+    assert registry.get(run_id).wait(JOB_DEADLINE_S) == "cancelled"
+
+
+def test_backbone_without_weights_disables_start_and_says_where_to_put_them(registry) -> None:
+    from engine.backbones import list_backbones
+
+    missing = [b for b in list_backbones() if not b.weights_available()]
+    if not missing:
+        pytest.skip("every backbone has its weights on this machine")
+    app = open_page("train")
+    app.selectbox(key="train_architecture").set_value(missing[0].name).run()
+    assert not app.exception
+    assert missing[0].weights_hint() in app.warning[0].value
+    assert app.button(key="FormSubmitter:train_settings-Start training").disabled

@@ -1,0 +1,219 @@
+"""The Train page's pieces: the settings form, the live view and the final report.
+
+The page stays a short script; these helpers draw and return what the user chose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from engine.progress import format_duration
+from ui import cached
+from ui.follow import Followed, time_left
+from ui.render import confusion_figure, render_chart, render_curves, render_split_inputs
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What the user chose: the backbone and the trainer's command-line arguments."""
+
+    architecture: str
+    args: list[str]
+
+
+def backbone_label(backbone: Any) -> str:
+    """`efficientnet_lite0 · 224 px · ready` (or `weights missing`)."""
+    ready = "ready" if backbone.weights_available() else "weights missing"
+    return f"{backbone.name} · {backbone.input_size} px · {ready}"
+
+
+def render_backbone_picker(backbones: list[Any], default: str) -> Any:
+    """The architecture select box, with each backbone's availability; returns the chosen one."""
+    names = [b.name for b in backbones]
+    by_name = {b.name: b for b in backbones}
+    name = st.selectbox(
+        "Architecture",
+        names,
+        index=names.index(default) if default in names else 0,
+        format_func=lambda n: backbone_label(by_name[n]),
+        key="train_architecture",
+    )
+    backbone = by_name[name]
+    st.caption(f"{backbone.weights_source}; {backbone.normalization}.")
+    if not backbone.weights_available():
+        st.warning(f"No ImageNet weights for {name} on this machine: {backbone.weights_hint()}")
+    return backbone
+
+
+def _flags(values: dict[str, Any]) -> list[str]:
+    """`{"flip_left_right": True, "learning_rate": 0.01}` -> `["--flip_left_right", "--learning_rate", "0.01"]`."""
+    args: list[str] = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            args += [f"--{name}"] if value else []
+        elif value is not None:
+            args += [f"--{name}", str(value)]
+    return args
+
+
+def render_train_settings(
+    backbone: Any, image_dir: Path, defaults: Any, *, disabled: bool
+) -> TrainSettings | None:
+    """The settings form; returns the settings when Start is pressed, else None.
+
+    Args:
+        backbone: the chosen `engine.backbones.Backbone`.
+        image_dir: the dataset folder to train on.
+        defaults: an `engine.training.TrainConfig()` (retrain.py's defaults).
+        disabled: grey out Start (a job runs, or the weights are missing).
+    """
+    with st.form("train_settings", border=True):
+        first = st.columns(4)
+        size = first[0].selectbox(
+            "Image size",
+            backbone.input_sizes,
+            index=backbone.input_sizes.index(backbone.input_size),
+            disabled=len(backbone.input_sizes) < 2,
+            key="train_image_size",
+        )
+        steps = first[1].number_input(
+            "Training steps", 1, 100_000, defaults.how_many_training_steps, key="train_steps"
+        )
+        rate = first[2].number_input(
+            "Learning rate", 1e-6, 10.0, defaults.learning_rate, format="%.4f", key="train_lr"
+        )
+        batch = first[3].number_input(
+            "Batch size", 1, 4096, defaults.train_batch_size, key="train_batch"
+        )
+        second = st.columns(4)
+        interval = second[0].number_input(
+            "Eval every (steps)", 1, 10_000, defaults.eval_step_interval, key="train_eval_interval"
+        )
+        seed = second[1].number_input("Seed (empty: random)", 0, 2**31 - 1, None, key="train_seed")
+        blocks = second[2].number_input(
+            "Fine-tune last blocks", 0, 50, defaults.fine_tune_blocks, key="train_fine_tune_blocks"
+        )
+        tune_rate = second[3].number_input(
+            "Fine-tune learning rate",
+            1e-7,
+            1.0,
+            defaults.fine_tune_learning_rate,
+            format="%.5f",
+            key="train_fine_tune_lr",
+        )
+        validation_pct, testing_pct = render_split_inputs()
+        st.markdown("**Augmentation** (bypasses the bottleneck cache, so it is slower)")
+        aug = st.columns(4)
+        flip = aug[0].checkbox("Flip left-right", defaults.flip_left_right, key="train_flip")
+        crop = aug[1].slider("Random crop %", 0, 50, defaults.random_crop, key="train_crop")
+        scale = aug[2].slider("Random scale %", 0, 50, defaults.random_scale, key="train_scale")
+        bright = aug[3].slider(
+            "Random brightness %", 0, 50, defaults.random_brightness, key="train_bright"
+        )
+        export = st.checkbox("Export SavedModel and TFLite at the end", True, key="train_export")
+        submitted = st.form_submit_button(
+            "Start training", type="primary", icon=":material/play_arrow:", disabled=disabled
+        )
+    if not submitted:
+        return None
+    values = {
+        "image_dir": str(image_dir),
+        "architecture": backbone.name,
+        "image_size": size,
+        "how_many_training_steps": steps,
+        "learning_rate": rate,
+        "train_batch_size": batch,
+        "eval_step_interval": interval,
+        "validation_percentage": validation_pct,
+        "testing_percentage": testing_pct,
+        "flip_left_right": flip,
+        "random_crop": crop,
+        "random_scale": scale,
+        "random_brightness": bright,
+        "fine_tune_blocks": blocks,
+        "fine_tune_learning_rate": tune_rate if blocks else None,
+        "seed": seed,
+        "export": export,
+    }
+    return TrainSettings(backbone.name, _flags(values))
+
+
+def render_live(followed: Followed, state: str) -> None:
+    """Progress (bottlenecks, then steps with time left) and the live curves."""
+    progress = followed.progress
+    if progress and progress.get("phase") == "bottlenecks":
+        done, total = progress.get("done", 0), progress.get("total", 0)
+        fraction = min(1.0, done / total) if total else 0.0
+        st.progress(
+            fraction,
+            text=f"Bottlenecks: {done}/{total} images, {format_duration(progress.get('eta_s'))} left",
+        )
+    step = followed.last_step
+    if step is not None:
+        total = step.get("total_steps") or step["step"]
+        st.progress(
+            min(1.0, step["step"] / total),
+            text=f"Step {step['step']} of {total} · {format_duration(time_left(step))} left",
+        )
+        cols = st.columns(3)
+        cols[0].metric("Train accuracy", f"{step['train_accuracy']:.1%}")
+        cols[1].metric("Cross entropy", f"{step['cross_entropy']:.4f}")
+        cols[2].metric("Images / s", f"{step.get('images_per_s', 0):.0f}")
+        render_curves(followed.frame(), key="train_live")
+    elif state in ("queued", "running"):
+        st.caption(f"Phase: {followed.phase or 'starting'}…")
+
+
+def render_report(run: Any) -> None:
+    """A finished run's report: test accuracy, per-class table, confusion matrix, misses, exports."""
+    if not run.report_path.exists():
+        return
+    report = run.read_report()
+    image_dir = run.read_config().get("image_dir")
+    st.metric(
+        "Final test accuracy", f"{report['accuracy']:.1%}", help=f"on {report['count']} test photos"
+    )
+    left, right = st.columns(2)
+    left.dataframe(pd.DataFrame(report["per_class"]), hide_index=True, key="train_per_class")
+    with right:
+        render_chart(
+            confusion_figure(report["labels"], report["confusion_matrix"]), key="train_confusion"
+        )
+    misses = report.get("misclassified", [])
+    st.markdown(f"**Misclassified test photos** ({len(misses)})")
+    gallery = []
+    for miss in misses[:12]:
+        png = cached.thumbnail(str(Path(image_dir or "") / miss["path"]), 0.0, 120)
+        if png is not None:
+            caption = f"{miss['true_label']} → {miss['predicted_label']} ({miss['confidence']:.0%})"
+            gallery.append((png, caption))
+    if gallery:
+        st.image([png for png, _ in gallery], caption=[c for _, c in gallery], width=120)
+    elif not misses:
+        st.caption("None.")
+    render_downloads(run)
+
+
+def render_downloads(run: Any) -> None:
+    """Download buttons for the model, the labels and every exported file."""
+    files = [run.model_path, run.labels_path]
+    if run.export_dir.is_dir():
+        files += sorted(p for p in run.export_dir.iterdir() if p.is_file())
+    files = [f for f in files if f.is_file()]
+    if not files:
+        return
+    st.markdown("**Downloads**")
+    cols = st.columns(min(4, len(files)))
+    for index, path in enumerate(files):
+        cols[index % len(cols)].download_button(
+            path.name,
+            data=path.read_bytes,
+            file_name=path.name,
+            key=f"train_download_{path.name}",
+            icon=":material/download:",
+        )
