@@ -289,7 +289,8 @@ class JobRegistry:
         Args:
             args: the trainer's arguments after `--run_dir DIR` (e.g.
                 `["--image_dir", "photos", "--how_many_training_steps", "500"]`).
-            architecture: the backbone, which also names the run folder.
+            architecture: the backbone, which also names the run folder; passed
+                as `--architecture` unless `args` already has that flag.
 
         Returns:
             The new job (state queued until the trainer reports running).
@@ -309,7 +310,10 @@ class JobRegistry:
                     "wait for it to finish or cancel it, then start again"
                 )
             run = RunDir.create(self.runs_dir, backbone=architecture)
-            run.write_status("queued", architecture=architecture, args=list(args))
+            args = list(args)
+            if not any(a == "--architecture" or a.startswith("--architecture=") for a in args):
+                args += ["--architecture", architecture]  # the folder name and the model must agree
+            run.write_status("queued", architecture=architecture, args=args)
             argv = [*self.command, "--run_dir", str(run.path), *args]
             process = self._spawn(run, argv)
             job = TrainingJob(

@@ -36,7 +36,7 @@ FAKE_TRAINER = textwrap.dedent(
     parser.add_argument("--crash_at", type=int, default=-1)
     parser.add_argument("--ignore_cancel", action="store_true")
     parser.add_argument("--ignore_sigterm", action="store_true")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()
     run = RunDir(args.run_dir)
 
     def on_term(signum, frame):
@@ -281,6 +281,8 @@ def test_default_command_is_engine_retrain_with_the_run_dir(tmp_path: Path) -> N
         str(job.run_dir.path),
         "--image_dir",
         "photos",
+        "--architecture",
+        "efficientnet_lite0",
     ]
     assert seen["cwd"] == str(jobs.REPO_ROOT)
     assert str(jobs.REPO_ROOT) in seen["pythonpath"].split(os.pathsep)
@@ -328,3 +330,45 @@ def test_two_threads_starting_at_once_start_one_job(registry: JobRegistry) -> No
     started = [o for o in outcomes if isinstance(o, jobs.TrainingJob)]
     assert len(started) == 1 and len(outcomes) == 2
     started[0].cancel(grace_s=30, block=True)
+
+
+# --------------------------------------------------------------------------- the real trainer
+
+
+@pytest.fixture
+def tiny_photos(tmp_path: Path) -> Path:
+    from tests.factories import write_class_folders
+
+    return write_class_folders(tmp_path / "photos", {"a": 6, "b": 6, "c": 6})
+
+
+def _real_args(photos: Path, steps: int) -> list[str]:
+    # random backbone weights: the job plumbing is under test, not the accuracy
+    return ["--image_dir", str(photos), "--how_many_training_steps", str(steps), "--eval_step_interval", "2",
+            "--random_weights"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_real_trainer_runs_through_the_registry_to_done(studio_home: Path, tiny_photos: Path) -> None:
+    registry = JobRegistry(runs_dir=studio_home / "runs")
+    job = registry.start(_real_args(tiny_photos, 6), architecture="efficientnet_lite0")
+    assert job.wait(timeout=600) == "done", job.run_dir.log_path.read_text()[-2000:]
+    events = job.run_dir.read_events()[0]
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4, 5, 6]
+    assert any(e["event"] == "result" for e in events)
+    assert job.run_dir.read_labels() == ["a", "b", "c"]
+    assert "Final test accuracy" in job.run_dir.log_path.read_text()
+    assert registry.active() is None
+
+
+@pytest.mark.slow
+def test_real_trainer_cancelled_mid_run_ends_cancelled(studio_home: Path, tiny_photos: Path) -> None:
+    registry = JobRegistry(runs_dir=studio_home / "runs")
+    job = registry.start(_real_args(tiny_photos, 1_000_000), architecture="efficientnet_lite0")
+    wait_for(lambda: len(_steps(job.run_dir)) >= 2 or not job.running, timeout=600)
+    assert job.running, job.run_dir.log_path.read_text()[-2000:]
+    job.cancel(grace_s=60, block=True)
+    assert job.state == "cancelled"
+    assert job._process is not None and job._process.returncode == 3  # the trainer stopped itself
+    assert 2 <= len(_steps(job.run_dir)) < 1_000_000
+    assert registry.active() is None
