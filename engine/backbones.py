@@ -310,6 +310,8 @@ def _keras_weights_file(backbone: Backbone, size: int, *, top: bool) -> Path:
     rel = _keras_weights_rel_path(backbone.name, size, top=top)
     base = (os.environ.get(KERAS_WEIGHTS_URL_ENV) or KERAS_WEIGHTS_URL_DEFAULT).rstrip("/")
     file_name = rel.rsplit("/", 1)[-1]
+    # Keras silently switches to /tmp/.keras when the cache folder does not exist yet.
+    (_keras_home() / "models").mkdir(parents=True, exist_ok=True)
     try:
         fetched = keras.utils.get_file(
             file_name,
