@@ -1,0 +1,91 @@
+"""`python -m engine inspect` and `demo-data`, run as a user would, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import REPO_ROOT
+from .factories import write_class_folders
+
+
+def _engine(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"RETRAIN_STUDIO_HOME": str(home)}
+    env.pop("RETRAIN_STUDIO_CACHE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_demo_data_then_inspect_shows_the_class_table(tmp_path: Path) -> None:
+    made = _engine("demo-data", "--dest", str(tmp_path / "demo"), home=tmp_path / "home")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == str(tmp_path / "demo")
+    assert "demo-data" in made.stderr and "300/300" in made.stderr  # the progress bar
+
+    shown = _engine("inspect", "--image_dir", str(tmp_path / "demo"), home=tmp_path / "home")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    header = next(line for line in lines if "label" in line and "validation" in line)
+    assert header.split() == ["label", "folder", "images", "train", "validation", "test"]
+    for label in ("daisy", "dandelion", "roses", "sunflowers", "tulips"):
+        row = next(line.split() for line in lines if line.split()[:1] == [label])
+        assert row[2] == "60" and sum(map(int, row[3:6])) == 60
+    assert "Ready to train." in shown.stdout
+
+
+def test_inspect_lists_broken_files_with_reasons_and_still_succeeds(tmp_path: Path) -> None:
+    root = write_class_folders(tmp_path / "photos", {"cats": 4, "dogs": 4})
+    (root / "cats" / "empty.jpg").write_bytes(b"")
+    (root / "dogs" / "notes.jpg").write_text("not a photo")
+    whole = (root / "dogs" / "dogs_000.jpg").read_bytes()
+    (root / "dogs" / "half.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    out = _engine("inspect", "--image_dir", str(root), home=tmp_path / "home")
+    assert out.returncode == 0, out.stderr
+    assert "cats/empty.jpg: empty file" in out.stdout
+    assert "dogs/notes.jpg: not an image" in out.stdout
+    assert "dogs/half.jpg: truncated" in out.stdout
+    assert "has only 4 images" in out.stdout  # the small-class warning
+
+
+def test_inspect_exits_2_with_one_line_when_dataset_cannot_be_trained(tmp_path: Path) -> None:
+    root = write_class_folders(tmp_path / "photos", {"only": 5})
+    out = _engine("inspect", "--image_dir", str(root), home=tmp_path / "home")
+    assert out.returncode == 2
+    assert "at least 2 classes" in out.stdout
+    assert "Traceback" not in out.stderr
+
+
+def test_inspect_on_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    out = _engine("inspect", "--image_dir", str(tmp_path / "nope"), home=tmp_path / "home")
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: ") and "does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_inspect_json_honours_the_split_percentages(tmp_path: Path) -> None:
+    root = write_class_folders(tmp_path / "photos", {"a": 30, "b": 30})
+    out = _engine(
+        "inspect",
+        "--image_dir",
+        str(root),
+        "--validation_percentage",
+        "30",
+        "--testing_percentage",
+        "30",
+        "--json",
+        home=tmp_path / "home",
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["validation_percentage"], summary["testing_percentage"]) == (30, 30)
+    assert summary["split_counts"]["train"] < 40  # roughly 24 of 60 expected
