@@ -1,0 +1,82 @@
+"""engine.export: SavedModel, TFLite float and int8, each scored again on the test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import StudioError
+from engine.export import export_run
+from engine.runs import RunDir
+from engine.training import TrainConfig, retrain
+
+from .factories import write_class_folders
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("export")
+    data = write_class_folders(tmp / "data", {"red": 8, "green": 8, "blue": 8})
+    run = RunDir.create(tmp / "runs", backbone="efficientnet_lite0")
+    config = TrainConfig(
+        image_dir=str(data),
+        architecture="efficientnet_lite0",
+        image_size=128,
+        how_many_training_steps=60,
+        train_batch_size=16,
+        testing_percentage=20,
+        validation_percentage=20,
+        seed=1,
+        bottleneck_dir=str(tmp / "bn"),
+    )
+    report = retrain(config, run)
+    results = export_run(run)
+    return {"run": run, "report": report, "results": results}
+
+
+def test_every_format_is_written_with_labels(exported) -> None:
+    export_dir = Path(exported["run"].export_dir)
+    assert (export_dir / "saved_model" / "saved_model.pb").is_file()
+    assert (export_dir / "model.tflite").is_file()
+    assert (export_dir / "model_int8.tflite").is_file()
+    assert (export_dir / "labels.txt").read_text() == exported["run"].labels_path.read_text()
+
+
+def test_each_export_is_rescored_with_accuracy_size_and_latency(exported) -> None:
+    results = exported["results"]
+    assert set(results) == {"saved_model", "tflite", "tflite_int8"}
+    for figures in results.values():
+        assert figures["count"] == exported["report"]["count"]
+        assert figures["size_bytes"] > 0 and figures["latency_ms"] > 0
+
+
+def test_float_exports_keep_the_keras_accuracy(exported) -> None:
+    keras_accuracy = exported["report"]["accuracy"]
+    assert exported["results"]["saved_model"]["accuracy"] == keras_accuracy
+    assert exported["results"]["tflite"]["accuracy"] == keras_accuracy
+
+
+def test_int8_model_is_smaller_than_float(exported) -> None:
+    results = exported["results"]
+    assert results["tflite_int8"]["size_bytes"] < results["tflite"]["size_bytes"] / 2
+
+
+def test_report_holds_export_figures_beside_the_keras_model(exported) -> None:
+    report = exported["run"].read_report()
+    assert report["exports"] == exported["results"]
+    assert {"accuracy", "size_bytes", "latency_ms"} <= report["keras"].keys()
+
+
+def test_unknown_format_is_refused(exported) -> None:
+    with pytest.raises(StudioError, match="choose from"):
+        export_run(exported["run"], formats=("onnx",))
+
+
+def test_run_without_model_cannot_be_exported(tmp_path) -> None:
+    run = RunDir.create(tmp_path, backbone="efficientnet_lite0")
+    with pytest.raises(StudioError, match="no model.keras"):
+        export_run(run)
