@@ -7,6 +7,7 @@ import streamlit as st
 
 from engine import datasets
 from engine.errors import StudioError
+from engine.paths import datasets_dir
 from ui import cached, state
 from ui.render import (
     progress_callback,
@@ -18,7 +19,6 @@ from ui.render import (
 
 SOURCES = ("Demo", "Local folder", "Upload a zip", "Download flower_photos")
 ZIPS_KEY = "imported_zips"
-FLOWERS_KEY = "flower_photos_root"
 
 
 def render_source() -> tuple[Path | None, str]:
@@ -46,12 +46,14 @@ def render_source() -> tuple[Path | None, str]:
                 datasets.import_zip(upload, name=Path(upload.name).stem, progress=done)
             )
         return Path(imported[upload.file_id]), f"zip: {upload.name}"
+    existing = datasets_dir() / "flower_photos"
+    if existing.is_dir():
+        return existing, "flower_photos"
     st.caption("About 220 MB from download.tensorflow.org: 3,670 photos of 5 kinds of flowers.")
     if st.button("Download flower_photos", key="dataset_download", icon=":material/download:"):
         done = progress_callback("Downloading flower_photos")
-        st.session_state[FLOWERS_KEY] = str(datasets.download_flower_photos(progress=done))
-    root = st.session_state.get(FLOWERS_KEY)
-    return (Path(root), "flower_photos") if root else (None, "")
+        return datasets.download_flower_photos(progress=done), "flower_photos"
+    return None, ""
 
 
 st.title("Dataset")

@@ -72,7 +72,6 @@ chosen = st.selectbox("Run", ids, key="runs_chosen")
 use_col, delete_col = st.columns(2)
 if use_col.button("Use on Predict", key="runs_use", icon=":material/image_search:"):
     state.select_run(chosen)
-    st.toast(f"Selected {chosen}")
 if delete_col.button("Delete…", key="runs_delete", icon=":material/delete:"):
     st.session_state[CONFIRM_KEY] = chosen
 pending = st.session_state.get(CONFIRM_KEY)

@@ -120,3 +120,58 @@ def home_runs(home: Path) -> list[str]:
     from engine.runs import list_runs
 
     return sorted(r.run_id for r in list_runs(home / "runs"))
+
+
+COLOUR_LABELS = ["red", "blue"]
+
+
+def write_colour_model_run(size: int = 32) -> Any:
+    """A finished run whose model.keras tells red photos from blue ones (weights set, not trained).
+
+    A real Keras model (mean colour -> softmax), so the Predict page runs the
+    real loading and inference path; it imports TensorFlow but trains nothing.
+
+    Returns:
+        The `engine.runs.RunDir`.
+    """
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((size, size, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(2, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    # red channel votes "red", blue channel votes "blue"
+    model.layers[-1].set_weights([np.array([[8.0, -8.0], [0.0, 0.0], [-8.0, 8.0]]), np.zeros(2)])
+    run = write_run(state="done", test_accuracy=1.0, config={"image_size": size})
+    model.save(run.model_path)
+    run.write_labels(COLOUR_LABELS)
+    return run
+
+
+def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
+    """A plain PNG of one colour."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_scalar_events(folder: Path, tag: str, values: list[float]) -> Path:
+    """A TensorBoard event file in `folder` with `values` as scalars of `tag` at steps 1, 2, ...
+
+    Written with TensorBoard's own writer and protos, as Keras would, minus TensorFlow.
+    """
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(str(folder))
+    for step, value in enumerate(values, start=1):
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+        writer.add_event(event_pb2.Event(wall_time=float(step), step=step, summary=summary))
+    writer.close()
+    return folder

@@ -57,12 +57,17 @@ def selected_dataset() -> tuple[Path | None, str]:
 def select_dataset(root: Path | None, label: str) -> None:
     """Remember the dataset folder for the other pages of this tab.
 
+    The sidebar is drawn before the page, so a change reruns the script once
+    to show the new choice there.
+
     Args:
         root: the dataset folder; None for the demo default.
         label: how the sidebar names it ("demo", "zip: birds.zip", a path).
     """
-    st.session_state[DATASET_KEY] = str(root) if root else None
-    st.session_state[DATASET_LABEL_KEY] = label
+    value = (str(root) if root else None, label)
+    if (st.session_state.get(DATASET_KEY), st.session_state.get(DATASET_LABEL_KEY)) != value:
+        st.session_state[DATASET_KEY], st.session_state[DATASET_LABEL_KEY] = value
+        st.rerun()
 
 
 def selected_run_id() -> str | None:
@@ -71,8 +76,10 @@ def selected_run_id() -> str | None:
 
 
 def select_run(run_id: str | None) -> None:
-    """Remember `run_id` as this tab's selected run (None: follow the latest)."""
-    st.session_state[RUN_KEY] = run_id
+    """Remember `run_id` as this tab's selected run (None: follow the latest); rerun on a change."""
+    if st.session_state.get(RUN_KEY) != run_id:
+        st.session_state[RUN_KEY] = run_id
+        st.rerun()
 
 
 def device_summary() -> str:
