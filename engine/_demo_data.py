@@ -36,7 +36,7 @@ DEMO_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 DEMO_IMAGES_PER_CLASS = 60
 DEMO_SEED = 20240611
 # Bump when drawing changes, so an old demo folder is regenerated.
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 DEMO_MANIFEST = "DEMO_DATASET.json"
 DEMO_MIN_SIDE = 240
 DEMO_MAX_SIDE = 500
@@ -324,12 +324,13 @@ def render_demo_image(label: str, index: int, seed: int = DEMO_SEED) -> Image.Im
         image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 1.5))))
     # Lighting: overall exposure, a directional falloff, a colour cast, sensor noise.
     pixels = np.asarray(image, dtype=np.float32)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     direction = rng.uniform(0, 2 * math.pi)
-    ramp = (xx / width - 0.5) * math.cos(direction) + (yy / height - 0.5) * math.sin(direction)
-    light = rng.uniform(0.65, 1.25) * (1 + rng.uniform(0.0, 0.5) * ramp)
-    cast = rng.uniform(0.9, 1.1, size=3)
-    pixels = pixels * light[..., None] * cast + rng.normal(0, rng.uniform(2, 9), pixels.shape)
+    across = (np.arange(width, dtype=np.float32) / width - 0.5) * math.cos(direction)
+    down = (np.arange(height, dtype=np.float32) / height - 0.5) * math.sin(direction)
+    light = rng.uniform(0.65, 1.25) * (1 + rng.uniform(0.0, 0.5) * (down[:, None] + across[None, :]))
+    cast = rng.uniform(0.9, 1.1, size=3).astype(np.float32)
+    noise = rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(rng.uniform(2, 9))
+    pixels = pixels * (light[..., None] * cast).astype(np.float32) + noise
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
