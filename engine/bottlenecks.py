@@ -388,7 +388,8 @@ def extract_bottlenecks(
             computed=result.computed,
             skipped=len(result.skipped),
         )
-    tracker.finish()
+    if tracker.done < tracker.total or not records:
+        tracker.finish()  # advance() already reported the last snapshot otherwise
     result.kept = [i for i in range(len(records)) if have[i]]
     result.features = out[result.kept] if len(result.kept) != len(records) else out
     result.seconds = time.monotonic() - start
