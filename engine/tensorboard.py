@@ -22,6 +22,7 @@ only on a tag's first record; the per-file parse state remembers it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -58,6 +59,7 @@ STOP_TIMEOUT_S = 10.0
 PORT_ATTEMPTS = 5
 RELOAD_INTERVAL_S = 5
 HTTP_TIMEOUT_S = 2.0
+_READ_CHUNK = 16 * 1024 * 1024  # event files with images can be large: parse them in slices
 SCALAR_COLUMNS = ["run", "tag", "step", "value", "wall_time"]
 # TensorBoard's own words when its port is taken (tensorboard/program.py).
 _PORT_BUSY_MARKERS = ("could not bind to port", "already in use", "address already in use")
@@ -82,6 +84,8 @@ _VALUE_KINDS = {
 }
 
 _lock = threading.RLock()
+# tensor dtype enum -> (struct format, bytes) for scalars stored as raw tensor_content
+_PACKED_SCALARS = {1: ("<f", 4), 2: ("<d", 8)}
 # Servers this process started, so their exit is collected (no zombies, no ResourceWarning).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -447,10 +451,12 @@ class _FileState:
     tags: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # (tag, kind) -> [n, lo, hi]
     scalars: list[tuple[str, int, float, float]] = field(default_factory=list)
     damaged: int = 0
+    frame: Any = None  # the scalars as a sorted DataFrame, built when first asked for
+    frame_rows: int = -1  # how many scalars `frame` holds
 
 
 _file_cache: dict[Path, _FileState] = {}
-_cache_lock = threading.Lock()
+_cache_lock = threading.RLock()
 
 
 def _event_files(folder: Path) -> list[Path]:
@@ -461,53 +467,71 @@ def _event_files(folder: Path) -> list[Path]:
     return found
 
 
-def _records(handle: Any) -> Iterator[tuple[bytes, int]]:
-    """TFRecords from `handle`'s position: (data, offset after it); stops at a partial record."""
-    while True:
-        start = handle.tell()
-        header = handle.read(12)
-        if len(header) < 12:
+def _records(buffer: bytes) -> Iterator[tuple[bytes, int]]:
+    """TFRecords in `buffer`: (data, offset just after it); stops before a partial record.
+
+    A record is: length (uint64 LE), its masked CRC (4 bytes), the data, the
+    data's masked CRC (4 bytes). CRCs are not checked: a damaged record shows
+    up as a protobuf that does not parse.
+    """
+    pos, size = 0, len(buffer)
+    while pos + 12 <= size:
+        (length,) = struct.unpack_from("<Q", buffer, pos)
+        end = pos + 12 + length + 4
+        if length > 1 << 31 or end > size:  # garbage, or still being written
             return
-        (length,) = struct.unpack("<Q", header[:8])
-        if length > 1 << 31:  # garbage, not a record length
-            return
-        data = handle.read(length)
-        footer = handle.read(4)
-        if len(data) < length or len(footer) < 4:
-            handle.seek(start)
-            return
-        yield data, handle.tell()
+        yield buffer[pos + 12 : pos + 12 + length], end
+        pos = end
 
 
-def _update(state: _FileState, path: Path) -> None:
+@functools.cache
+def _protos() -> tuple[Any, Any, Any]:
+    """TensorBoard's Event message, protobuf's DecodeError and tensor_util (imported once, lazily)."""
     from google.protobuf.message import DecodeError
     from tensorboard.compat.proto import event_pb2
     from tensorboard.util import tensor_util
 
+    return event_pb2.Event, DecodeError, tensor_util
+
+
+def _update(state: _FileState, path: Path) -> None:
+    chunk = _READ_CHUNK
     with open(path, "rb") as handle:
-        handle.seek(state.offset)
-        for data, end in _records(handle):
-            state.offset = end
-            try:
-                event = event_pb2.Event.FromString(data)
-            except DecodeError:  # a damaged record: skip it, keep reading
-                state.damaged += 1
-                continue
-            what = event.WhichOneof("what")
-            if what == "graph_def":
-                _count(state, "graph", "graph", event.step)
-            elif what == "meta_graph_def":
-                _count(state, "meta_graph", "graph", event.step)
-            elif what == "tagged_run_metadata":
-                _count(state, event.tagged_run_metadata.tag, "run_metadata", event.step)
-            elif what == "summary":
-                for value in event.summary.value:
-                    kind = _kind(state, value)
-                    _count(state, value.tag, kind, event.step)
-                    if kind == "scalar":
-                        number = _scalar(value, tensor_util)
-                        if number is not None:
-                            state.scalars.append((value.tag, event.step, number, event.wall_time))
+        while True:
+            handle.seek(state.offset)
+            buffer = handle.read(chunk)
+            start, before = state.offset, state.offset
+            for data, end in _records(buffer):
+                state.offset = start + end
+                _parse_record(state, data)
+            if len(buffer) < chunk:
+                return  # the end of the file (perhaps a record still being written)
+            # a full chunk: go on; one record bigger than the chunk needs a bigger read
+            chunk = _READ_CHUNK if state.offset > before else 2 * chunk
+
+
+def _parse_record(state: _FileState, data: bytes) -> None:
+    event_type, decode_error, tensor_util = _protos()
+    try:
+        event = event_type.FromString(data)
+    except decode_error:  # a damaged record: skip it, keep reading
+        state.damaged += 1
+        return
+    what = event.WhichOneof("what")
+    if what == "graph_def":
+        _count(state, "graph", "graph", event.step)
+    elif what == "meta_graph_def":
+        _count(state, "meta_graph", "graph", event.step)
+    elif what == "tagged_run_metadata":
+        _count(state, event.tagged_run_metadata.tag, "run_metadata", event.step)
+    elif what == "summary":
+        for value in event.summary.value:
+            kind = _kind(state, value)
+            _count(state, value.tag, kind, event.step)
+            if kind == "scalar":
+                number = _scalar(value, tensor_util)
+                if number is not None:
+                    state.scalars.append((value.tag, event.step, number, event.wall_time))
 
 
 def _kind(state: _FileState, value: Any) -> str:
@@ -524,6 +548,15 @@ def _kind(state: _FileState, value: Any) -> str:
 def _scalar(value: Any, tensor_util: Any) -> float | None:
     if value.WhichOneof("value") == "simple_value":
         return float(value.simple_value)
+    tensor = value.tensor
+    # the common TF2 cases without building an ndarray: ~3x faster on a cold read
+    packed = _PACKED_SCALARS.get(tensor.dtype)
+    if packed is not None and not tensor.tensor_shape.dim and len(tensor.tensor_content) == packed[1]:
+        return float(struct.unpack(packed[0], tensor.tensor_content)[0])
+    if len(tensor.float_val) == 1:
+        return float(tensor.float_val[0])
+    if len(tensor.double_val) == 1:
+        return float(tensor.double_val[0])
     try:
         array = tensor_util.make_ndarray(value.tensor)
         return float(array.item()) if array.size == 1 else None
@@ -607,9 +640,47 @@ def read_scalars(logdir: str | os.PathLike[str]) -> pd.DataFrame:
     import pandas as pd
 
     folder = _existing_dir(logdir)
-    rows = [(run, *row) for run, state in _parsed(folder) for row in state.scalars]
-    frame = pd.DataFrame(rows, columns=SCALAR_COLUMNS)
-    frame = frame.astype(
-        {"run": str, "tag": str, "step": "int64", "value": "float64", "wall_time": "float64"}
+    with _cache_lock:  # a frame is built from a file state that another poll may be extending
+        frames = [_scalar_frame(run, state) for run, state in _parsed(folder)]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in zip(SCALAR_COLUMNS, _DTYPES, strict=True)}
+        )
+    if len(frames) == 1:
+        return frames[0].copy()
+    runs = [f["run"].iat[0] for f in frames]
+    frame = pd.concat(frames, ignore_index=True)
+    if len(set(runs)) != len(runs) or runs != sorted(runs):
+        # several event files in one run (a restarted writer): merge them by step
+        frame = frame.sort_values(["run", "tag", "step", "wall_time"], kind="stable", ignore_index=True)
+    return frame
+
+
+_DTYPES = ("object", "object", "int64", "float64", "float64")
+
+
+def _scalar_frame(run: str, state: _FileState) -> pd.DataFrame:
+    """One event file's scalars, sorted by tag and step; rebuilt only when the file grew."""
+    import numpy as np
+    import pandas as pd
+
+    if state.frame is not None and state.frame_rows == len(state.scalars):
+        return state.frame
+    tags, steps, values, walls = zip(*state.scalars, strict=True) if state.scalars else ((), (), (), ())
+    tag_array = np.array(tags, dtype=object)
+    step_array = np.array(steps, dtype=np.int64)
+    wall_array = np.array(walls, dtype=np.float64)
+    codes, _ = pd.factorize(tag_array, sort=True)
+    order = np.lexsort((wall_array, step_array, codes))
+    state.frame = pd.DataFrame(
+        {
+            "run": np.full(len(order), run, dtype=object),
+            "tag": tag_array[order],
+            "step": step_array[order],
+            "value": np.array(values, dtype=np.float64)[order],
+            "wall_time": wall_array[order],
+        }
     )
-    return frame.sort_values(["run", "tag", "step", "wall_time"], kind="stable").reset_index(drop=True)
+    state.frame_rows = len(state.scalars)
+    return state.frame

@@ -130,6 +130,14 @@ def test_a_partial_last_record_is_read_once_complete(tmp_path: Path) -> None:
     assert tb.read_scalars(tmp_path / "logs").step.tolist() == [0, 1]
 
 
+def test_files_larger_than_a_read_slice_are_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tb, "_READ_CHUNK", 40)  # smaller than one record: exercises the growing read
+    _write_simple_values(tmp_path / "run", {step: float(step) for step in range(25)})
+    assert tb.read_scalars(tmp_path).step.tolist() == list(range(25))
+
+
 def test_a_replaced_event_file_is_read_afresh(tmp_path: Path) -> None:
     path = _write_simple_values(tmp_path / "run", {0: 1.0, 1: 2.0})
     tb.read_scalars(tmp_path)
