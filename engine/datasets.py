@@ -87,7 +87,9 @@ __all__ = [
     "split_bucket",
 ]
 _NOHASH = re.compile(r"_nohash_.*$")
-_LABEL_JUNK = re.compile(r"[^a-z0-9]+")
+# Unicode-aware: letters and digits of any script survive (retrain.py kept only
+# a-z0-9, which turned "café" into "caf" and a Chinese folder name into "").
+_LABEL_JUNK = re.compile(r"[\W_]+")
 
 
 @dataclass(frozen=True)
@@ -267,15 +269,18 @@ class Dataset:
 
 
 def normalize_label(folder: str) -> str:
-    """A folder name as a label, retrain.py's way (plus stripping the ends).
+    """A folder name as a label: retrain.py's rule, extended to every script.
+
+    For ASCII names this is exactly retrain.py's label; letters and digits of
+    other scripts are kept rather than dropped.
 
     Args:
         folder: the folder name.
 
     Returns:
-        Lower-case, runs of non-alphanumerics replaced by one space, stripped.
-        Letters outside a-z (accents, other scripts) count as non-alphanumeric,
-        exactly as in retrain.py; a folder with none of a-z/0-9 gives "".
+        Lower-case, each run of characters that are neither letters nor digits
+        (underscore included) replaced by one space, stripped; a folder with no
+        letter or digit gives "".
     """
     return _LABEL_JUNK.sub(" ", folder.lower()).strip()
 
