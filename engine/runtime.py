@@ -165,6 +165,7 @@ class LiteRTFeatureRuntime(FeatureRuntime):
 
         super().__init__(backbone, input_size, notice=notice)
         self.model_path = Path(model_path) if model_path is not None else None
+        self.source_model: Any = None
         self._interpreter = Interpreter(
             model_path=str(model_path) if model_path is not None else None,
             model_content=model_content,
@@ -403,5 +404,6 @@ def _load_runtime(
         if lite is not None:
             return LiteRTFeatureRuntime(backbone, size, cached)
     if lite is not None:
+        lite.source_model = model  # uncached (random) weights: keep the twin for comparisons
         return lite
     return TensorFlowFeatureRuntime(backbone, size, model, notice=_fallback_notice(backbone, verdict))
