@@ -89,3 +89,67 @@ def test_inspect_json_honours_the_split_percentages(tmp_path: Path) -> None:
     summary = json.loads(out.stdout)
     assert (summary["validation_percentage"], summary["testing_percentage"]) == (30, 30)
     assert summary["split_counts"]["train"] < 40  # roughly 24 of 60 expected
+
+
+def test_import_zip_command_prints_the_new_dataset_and_refuses_escapes(tmp_path: Path) -> None:
+    from .test_datasets_import import _photos, _zip
+
+    good = tmp_path / "pets.zip"
+    good.write_bytes(_zip(_photos("pets/")))
+    dest = tmp_path / "datasets"
+    out = _engine("import-zip", "--zip", str(good), "--dest", str(dest), home=tmp_path / "home")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(dest / "pets")
+    assert sorted(p.name for p in (dest / "pets").iterdir()) == ["daisy", "roses"]
+
+    evil = tmp_path / "evil.zip"
+    evil.write_bytes(_zip({"../escape.txt": b"x", **_photos()}))
+    out = _engine("import-zip", "--zip", str(evil), "--dest", str(dest), home=tmp_path / "home")
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+    assert not (tmp_path / "escape.txt").exists()
+    assert sorted(p.name for p in dest.iterdir()) == ["pets"]
+
+
+def test_download_flowers_command_fetches_checks_and_extracts_a_file_url(tmp_path: Path) -> None:
+    import hashlib
+
+    from .test_datasets_import import _flower_tgz
+
+    archive = tmp_path / "mirror" / "flower_photos.tgz"
+    archive.parent.mkdir()
+    archive.write_bytes(_flower_tgz())
+    url = archive.as_uri()
+    dest = tmp_path / "datasets"
+    wrong = _engine(
+        "download-flowers",
+        "--url",
+        url,
+        "--sha256",
+        "0" * 64,
+        "--dest",
+        str(dest),
+        home=tmp_path / "home",
+    )
+    assert wrong.returncode == 2 and "error: " in wrong.stderr
+    assert not (dest / "flower_photos").exists()
+
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    out = _engine(
+        "download-flowers",
+        "--url",
+        url,
+        "--sha256",
+        sha,
+        "--dest",
+        str(dest),
+        home=tmp_path / "home",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(dest / "flower_photos")
+    assert sorted(p.name for p in (dest / "flower_photos").iterdir()) == [
+        "LICENSE.txt",
+        "daisy",
+        "roses",
+    ]
+    assert "download" in out.stderr  # the progress bar

@@ -1,4 +1,7 @@
-"""`inspect` and `demo-data`: look at a dataset, or write the generated demo one."""
+"""Dataset commands: `inspect`, `demo-data`, `import-zip`, `download-flowers`.
+
+Everything the Dataset page does to get data in, headless.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +55,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dest", default=None, help="folder to write it to (default: <datasets dir>/demo)"
     )
     demo.set_defaults(func=_demo_data)
+
+    imported = subparsers.add_parser(
+        "import-zip",
+        help="unpack a zip of class folders into the datasets folder, safely",
+        description="Import a zip holding one folder per class (at the top or inside one top "
+        "folder). Unsafe entries (../, absolute paths, links) and zip bombs are refused and "
+        "nothing is written; the import is atomic. Prints the new dataset folder.",
+    )
+    imported.add_argument("--zip", required=True, dest="zip_path", help="the .zip file")
+    imported.add_argument(
+        "--dest", default=None, help="folder to import into (default: the datasets folder)"
+    )
+    imported.add_argument("--name", default=None, help="dataset name (default: the zip's name)")
+    imported.set_defaults(func=_import_zip)
+
+    flowers = subparsers.add_parser(
+        "download-flowers",
+        help="download and extract the codelab's flower_photos (218 MiB), resumable",
+        description="Download flower_photos.tgz with a progress bar, check its SHA-256, extract "
+        "it, and print the dataset folder. An interrupted download resumes when run again.",
+    )
+    flowers.add_argument(
+        "--dest", default=None, help="folder to put it in (default: the datasets folder)"
+    )
+    flowers.add_argument("--url", default=None, help="another address for the same archive")
+    flowers.add_argument(
+        "--sha256",
+        default=None,
+        help="expected SHA-256 when --url is given (default: the official archive's when no "
+        "--url; none otherwise)",
+    )
+    flowers.set_defaults(func=_download_flowers)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -140,5 +175,23 @@ def _demo_data(args: argparse.Namespace) -> int:
     from engine.datasets import ensure_demo_dataset
 
     folder = ensure_demo_dataset(args.dest, progress=TerminalBar())
+    print(folder)
+    return 0
+
+
+def _import_zip(args: argparse.Namespace) -> int:
+    from engine.datasets import import_zip
+
+    folder = import_zip(args.zip_path, dest_root=args.dest, name=args.name, progress=TerminalBar())
+    print(folder)
+    return 0
+
+
+def _download_flowers(args: argparse.Namespace) -> int:
+    from engine.datasets import FLOWER_PHOTOS_SHA256, FLOWER_PHOTOS_URL, download_flower_photos
+
+    url = args.url or FLOWER_PHOTOS_URL
+    sha256 = args.sha256 if args.url else (args.sha256 or FLOWER_PHOTOS_SHA256)
+    folder = download_flower_photos(url=url, sha256=sha256, dest_root=args.dest, progress=TerminalBar())
     print(folder)
     return 0
