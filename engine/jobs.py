@@ -39,7 +39,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,9 @@ from engine.runs import (
     ACTIVE_STATES,
     RunDir,
     iter_run_dirs,
-    parse_time,
     process_alive,
     process_start_ticks,
+    recently_updated,
     validate_run_id,
 )
 
@@ -64,8 +63,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CANCEL_GRACE_S = 15.0
 TERMINATE_GRACE_S = 5.0
 POLL_INTERVAL_S = 0.1
-# A queued run without a pid is being launched; after this long it never will be.
-STALE_QUEUED_S = 120.0
 LOCK_FILE = ".jobs.lock"
 DIED_MESSAGE = "the training process ended unexpectedly; see train.log"
 NEVER_STARTED_MESSAGE = "the training process never started; see train.log"
@@ -245,10 +242,8 @@ class TrainingJob:
 
 
 def _queued_too_long(status: dict[str, Any]) -> bool:
-    updated = parse_time(status.get("updated_at"))
-    if updated is None:
-        return True
-    return (datetime.now(UTC) - updated).total_seconds() > STALE_QUEUED_S
+    """A queued run without a pid is being launched; after `LAUNCH_WINDOW_S` it never will be."""
+    return not recently_updated(status)
 
 
 class JobRegistry:

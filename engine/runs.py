@@ -58,6 +58,8 @@ CANCEL_FILE = "cancel.flag"
 _BACKBONE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
 _MAX_SAME_SECOND = 1000
+# A queued run without a pid younger than this is being launched, not abandoned.
+LAUNCH_WINDOW_S = 120.0
 # Enough of the end of events.jsonl to find the last step event cheaply.
 _TAIL_BYTES = 16384
 
@@ -783,6 +785,21 @@ def latest_run(
     return None
 
 
+def recently_updated(status: dict[str, Any], within_s: float | None = None) -> bool:
+    """Whether `status` was written less than `within_s` seconds ago.
+
+    Args:
+        status: a status dict (its `updated_at` is read).
+        within_s: the window. Defaults to `LAUNCH_WINDOW_S`.
+
+    Returns:
+        True if `updated_at` is recent; False if older or missing.
+    """
+    window = LAUNCH_WINDOW_S if within_s is None else within_s
+    updated = parse_time(status.get("updated_at"))
+    return updated is not None and (datetime.now(UTC) - updated).total_seconds() < window
+
+
 def delete_run(run_id: str, runs_dir: str | os.PathLike[str] | None = None) -> Path:
     """Delete a run's folder, unless its training is still running.
 
@@ -815,8 +832,9 @@ def delete_run(run_id: str, runs_dir: str | os.PathLike[str] | None = None) -> P
         raise StudioError(
             f"{path} does not look like a run (no status.json or config.json); not deleting it"
         )
-    if status.get("state") in ACTIVE_STATES and process_alive(
-        status.get("pid"), status.get("pid_start")
+    if status.get("state") in ACTIVE_STATES and (
+        process_alive(status.get("pid"), status.get("pid_start"))
+        or (status.get("pid") is None and recently_updated(status))  # being launched right now
     ):
         raise StudioError(
             f"run {run_id} is still {status['state']} (pid {status.get('pid')}); "

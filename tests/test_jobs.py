@@ -229,6 +229,24 @@ def test_running_status_without_its_process_is_marked_failed(registry: JobRegist
     assert run.log_path.read_text() == "Step 1: ...\n"
 
 
+def test_queued_run_being_launched_counts_as_active(registry: JobRegistry) -> None:
+    run = RunDir.create(registry.runs_dir, backbone="fake")
+    run.write_status("queued")  # no pid yet: another process is spawning it
+    found = registry.active()
+    assert found is not None and found.run_id == run.run_id
+    assert run.read_status()["state"] == "queued"
+
+
+def test_queued_run_never_launched_is_marked_failed(registry: JobRegistry) -> None:
+    run = RunDir.create(registry.runs_dir, backbone="fake")
+    run.write_status("queued")
+    status = json.loads(run.status_path.read_text())
+    status["updated_at"] = "2020-01-01T00:00:00+00:00"  # long past the launch window
+    run.status_path.write_text(json.dumps(status))
+    assert registry.active() is None
+    assert run.read_status()["error"] == jobs.NEVER_STARTED_MESSAGE
+
+
 def test_stale_running_status_does_not_block_a_new_start(registry: JobRegistry) -> None:
     stale = RunDir.create(registry.runs_dir, backbone="fake")
     stale.write_status("running", pid=_dead_pid())

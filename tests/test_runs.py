@@ -337,6 +337,14 @@ def test_delete_run_refuses_a_running_run(tmp_path: Path) -> None:
     assert run.path.is_dir()
 
 
+def test_delete_run_refuses_a_run_being_launched(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, backbone="b")
+    run.write_status("queued")  # no pid yet: the launcher is spawning it
+    with pytest.raises(StudioError, match="cancel it first"):
+        runs.delete_run(run.run_id, tmp_path)
+    assert run.path.is_dir()
+
+
 def test_delete_run_allows_a_run_whose_process_is_gone(tmp_path: Path) -> None:
     run = RunDir.create(tmp_path, backbone="b")
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
