@@ -71,6 +71,8 @@ _PLUGIN_KINDS = {
     "text": "text",
     "hparams": "hparams",
     "graph_keras_model": "graph",
+    "graph_run_metadata_graph": "graph",  # tf.summary.trace_export
+    "graph_run_metadata": "run_metadata",
     "pr_curves": "pr_curve",
     "custom_scalars": "custom_scalar",
     "mesh": "mesh",
