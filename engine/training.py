@@ -46,6 +46,7 @@ LR_SCHEDULES = ("constant", "cosine")
 CLASS_WEIGHTS = ("none", "balanced")
 RUNTIMES = ("litert", "tensorflow")
 EVENT_PROGRESS_INTERVAL_S = 1.0
+STATUS_INTERVAL_S = 1.0
 SAMPLES_PER_CLASS_IN_GRID = 4
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -888,6 +889,7 @@ class _StepLoop:
         self._build_functions(summaries.train)
         val_count = len(self.truth["validation"])
         start = time.monotonic()
+        last_status = 0.0
         train_count = len(self.truth["train"])
         for step in range(1, self.steps + 1):
             if owner.cancel.requested():
@@ -942,7 +944,11 @@ class _StepLoop:
                     f"Step {step}: Validation accuracy = "
                     f"{event['validation_accuracy'] * 100:.1f}% (N={len(rows)})"
                 )
-                owner.run.update_status(step=step, total_steps=self.steps)
+                now = time.monotonic()
+                if now - last_status >= STATUS_INTERVAL_S or step == self.steps:
+                    # status.json is fsynced under a lock: keep it to about once a second
+                    last_status = now
+                    owner.run.update_status(step=step, total_steps=self.steps)
             owner.sink.emit(event)
         self.train_seconds = time.monotonic() - start
 
@@ -979,6 +985,7 @@ class _Summaries:
         self.train = tf.summary.create_file_writer(str(self.tb_dir / "train"))
         self.validation = tf.summary.create_file_writer(str(self.tb_dir / "validation"))
         self.labels = labels
+        self._validation_fn: Any = None
 
     def write_samples(self, records: list[Any], labels: list[str], backbone: Any, size: int) -> None:
         """A grid of a few training images per class (what the network sees)."""
@@ -1002,12 +1009,24 @@ class _Summaries:
 
     def write_validation(self, step: int, event: dict[str, Any], head: _Head) -> None:
         tf = self.tf
-        with self.validation.as_default(step=step):
-            tf.summary.scalar("accuracy", event["validation_accuracy"])
-            tf.summary.scalar("cross_entropy", event["validation_cross_entropy"])
-        with self.train.as_default(step=step):
-            tf.summary.histogram("final_result/weights", head.dense.kernel)
-            tf.summary.histogram("final_result/biases", head.dense.bias)
+        if self._validation_fn is None:
+            # One graph call per evaluation instead of dozens of eager ops
+            # (histograms especially): evaluations come every 10 steps.
+            @tf.function
+            def write(step: Any, accuracy: Any, xent: Any) -> None:
+                with self.validation.as_default(step=step):
+                    tf.summary.scalar("accuracy", accuracy)
+                    tf.summary.scalar("cross_entropy", xent)
+                with self.train.as_default(step=step):
+                    tf.summary.histogram("final_result/weights", head.dense.kernel)
+                    tf.summary.histogram("final_result/biases", head.dense.bias)
+
+            self._validation_fn = write
+        self._validation_fn(
+            tf.constant(step, tf.int64),
+            tf.constant(event["validation_accuracy"], tf.float32),
+            tf.constant(event["validation_cross_entropy"], tf.float32),
+        )
 
     def write_final(
         self, report: dict[str, Any], steps: int, head: _Head, config: TrainConfig, run_id: str
