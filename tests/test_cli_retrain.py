@@ -189,3 +189,39 @@ def test_cli_flags_map_to_train_config() -> None:
         "imagenet",
     )
     assert json.loads(json.dumps(config.as_dict()))["how_many_training_steps"] == 4000
+
+
+def wait_for(condition, timeout_s: float = 180.0, what: str = "condition") -> None:
+    """Poll `condition` until it is true or the deadline passes."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_between_steps_and_keeps_the_run(trained, tmp_path) -> None:
+    import signal
+
+    run = RunDir.create(tmp_path / "runs", backbone="efficientnet_lite0")
+    flags = [f for f in TINY_FLAGS]
+    flags[flags.index("--how_many_training_steps") + 1] = "100000"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "retrain", "--run_dir", str(run.path),
+         "--image_dir", str(trained["data"]), "--bottleneck_dir", str(trained["tmp"] / "bn"), *flags],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: '"step": 20,' in (run.events_path.read_text() if run.events_path.exists() else ""),
+                 what="step 20")  # fmt: skip
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 3
+    finally:
+        if process.poll() is None:
+            process.kill()
+    status = run.read_status()
+    assert status["state"] == "cancelled" and status["step"] >= 20
+    assert run.model_path.is_file() and run.labels_path.is_file()

@@ -334,3 +334,14 @@ def test_fine_tuning_changes_the_backbone_weights(data_dir: Path, tmp_path: Path
     images = np.random.default_rng(0).integers(0, 255, (2, SIZE, SIZE, 3), dtype=np.uint8)
     inner = trained.layers[1]
     assert not np.allclose(inner(images).numpy(), fresh(images).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_default_settings_reach_95_percent_on_the_demo_dataset(tmp_path: Path) -> None:
+    from engine import datasets
+
+    root = datasets.ensure_demo_dataset(tmp_path / "demo")
+    run = RunDir.create(tmp_path / "runs", backbone=ARCH)
+    report = retrain(TrainConfig(image_dir=str(root), seed=1), run)
+    assert report["steps"] == 4000
+    assert report["accuracy"] >= 0.95
