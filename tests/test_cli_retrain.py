@@ -225,3 +225,13 @@ def test_sigterm_cancels_between_steps_and_keeps_the_run(trained, tmp_path) -> N
     status = run.read_status()
     assert status["state"] == "cancelled" and status["step"] >= 20
     assert run.model_path.is_file() and run.labels_path.is_file()
+
+
+def test_bad_flag_with_run_dir_marks_that_run_failed(tmp_path) -> None:
+    run = RunDir.create(tmp_path / "runs", backbone="efficientnet_lite0")
+    out = engine_cli(
+        "retrain", "--run_dir", str(run.path), "--architecture", "no_such_net", home=tmp_path
+    )
+    assert out.returncode == 2
+    status = run.read_status()
+    assert status["state"] == "failed" and "no_such_net" in status["error"]

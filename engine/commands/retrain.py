@@ -93,20 +93,24 @@ def run_retrain(args: argparse.Namespace) -> int:
     from engine.runs import RunDir
     from engine.training import retrain
 
-    config = config_from_args(args)
-    config.validate()
-    name = backbones.get_backbone(config.architecture or backbones.DEFAULT_BACKBONE).name
-    if config.image_dir is not None and not Path(config.image_dir).is_dir():
-        raise StudioError(
-            f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "
-            "sub-folder of images per class"
-        )
-    if args.run_dir:
-        run = RunDir(args.run_dir)
-        if not run.path.is_dir():
-            raise StudioError(f"--run_dir {args.run_dir!r} does not exist; create it or drop the flag")
-    else:
-        run = RunDir.create(args.runs_dir, backbone=name)
+    given = RunDir(args.run_dir) if args.run_dir else None
+    if given is not None and not given.path.is_dir():
+        raise StudioError(f"--run_dir {args.run_dir!r} does not exist; create it or drop the flag")
+    try:
+        config = config_from_args(args)
+        config.validate()
+        name = backbones.get_backbone(config.architecture or backbones.DEFAULT_BACKBONE).name
+        if config.image_dir is not None and not Path(config.image_dir).is_dir():
+            raise StudioError(
+                f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "
+                "sub-folder of images per class"
+            )
+    except StudioError as exc:
+        if given is not None:
+            # the job runner's run folder must say why it never started
+            given.write_status("failed", error=str(exc))
+        raise
+    run = given if given is not None else RunDir.create(args.runs_dir, backbone=name)
 
     def echo(line: str) -> None:
         print(line, flush=True)
