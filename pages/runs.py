@@ -39,13 +39,13 @@ table = pd.DataFrame(
     [
         {
             "run": r.run_id,
-            "architecture": r.architecture,
-            "data": r.dataset,
-            "settings": settings_text(r),
             "status": r.status,
             "test accuracy": r.test_accuracy,
-            "duration (s)": r.duration_s,
+            "architecture": r.architecture,
+            "settings": settings_text(r),
             "steps": r.steps,
+            "duration (s)": r.duration_s,
+            "data": r.dataset,
         }
         for r in all_runs
     ]

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from engine import runs
 from engine.backbones import DEFAULT_BACKBONE, list_backbones
 from engine.errors import StudioError
 from engine.training import TrainConfig
@@ -37,7 +38,9 @@ if settings is not None:
     state.select_run(job.run_id)
     st.rerun()
 
-run_id = state.selected_run_id()
+# this tab's run, else the newest one: a fresh tab still shows the last training
+newest = runs.latest_run(state=None)
+run_id = state.selected_run_id() or (newest.run_id if newest else None)
 if run_id is None:
     st.info("Choose the settings and press Start training.", icon=":material/info:")
     st.stop()

@@ -8,6 +8,7 @@ import zipfile
 import pytest
 
 from ui import state
+from ui.render import SAMPLES_PER_CLASS
 
 from .app_support import fresh_app, share_datasets
 from .factories import write_class_folders
@@ -34,7 +35,7 @@ def test_demo_dataset_is_the_default_with_a_sample_grid_per_class() -> None:
     assert metrics(app)["Classes"] == "5"
     grids = app.image
     assert len(grids) == 5
-    assert all(len(grid.value) == 8 for grid in grids)
+    assert all(len(grid.value) == SAMPLES_PER_CLASS for grid in grids)
     assert "demo" in " ".join(m.value for m in app.sidebar.markdown)
 
 

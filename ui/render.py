@@ -20,6 +20,8 @@ from ui import cached, state
 SPLIT_DEFAULT = (10, 10)
 SPLIT_COLOURS = {"train": "#2E7D32", "validation": "#F9A825", "test": "#1565C0"}
 CHART_CONFIG = {"displaylogo": False}
+# One row of thumbnails per class on a laptop screen.
+SAMPLES_PER_CLASS = 6
 
 
 def render_split_inputs() -> tuple[int, int]:
@@ -98,7 +100,7 @@ def split_counts_figure(classes: Sequence[Any]) -> go.Figure:
     return figure
 
 
-def render_sample_grid(dataset: Any, *, per_class: int = 8, max_side: int = 120) -> None:
+def render_sample_grid(dataset: Any, *, per_class: int = SAMPLES_PER_CLASS, max_side: int = 120) -> None:
     """One row of thumbnails per class (cached), with the class name and count above."""
     by_label: dict[str, list[Any]] = {}
     for record in dataset.images:

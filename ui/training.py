@@ -146,12 +146,14 @@ def render_train_settings(
 def render_live(followed: Followed, state: str) -> None:
     """Progress (bottlenecks, then steps with time left) and the live curves."""
     progress = followed.progress
-    if progress and progress.get("phase") == "bottlenecks":
+    if progress and (progress.get("phase") == "bottlenecks" or not followed.steps):
+        # bottlenecks (and demo data, scans) before the first step: their own bar
         done, total = progress.get("done", 0), progress.get("total", 0)
-        fraction = min(1.0, done / total) if total else 0.0
+        phase = str(progress.get("phase", "")).replace("-", " ").capitalize()
         st.progress(
-            fraction,
-            text=f"Bottlenecks: {done}/{total} images, {format_duration(progress.get('eta_s'))} left",
+            min(1.0, done / total) if total else 0.0,
+            text=f"{phase}: {done}/{total} {progress.get('unit', 'images')}, "
+            f"{format_duration(progress.get('eta_s'))} left",
         )
     step = followed.last_step
     if step is not None:

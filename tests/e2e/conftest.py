@@ -17,6 +17,8 @@ from .harness import CHROMIUM, REPO_ROOT, StreamlitServer, launch_chromium, star
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 # Generous: the first visit of a page may import TensorFlow on 2 busy cores.
 LOAD_TIMEOUT_MS = 90_000
+# Tall, so a whole page fits for its screenshot (Streamlit scrolls inside the app, not the document).
+VIEWPORT = {"width": 1400, "height": 2400}
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer
 @pytest.fixture
 def page(browser) -> Iterator:
     """A fresh browser tab (its own context, so its own Streamlit session)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(30_000)
     tab = context.new_page()
     yield tab
@@ -73,8 +75,18 @@ def wait_for_idle(page, timeout_ms: int = LOAD_TIMEOUT_MS) -> None:
 
 
 def screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot of the current page to docs/screenshots/<name>.png."""
+    """Save the page's content (no empty space below it) to docs/screenshots/<name>.png.
+
+    Streamlit scrolls inside its main container, so a "full page" shot would
+    stop at the window; the tall window (`VIEWPORT`) holds the pages instead,
+    and the shot is clipped to where the content ends.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    bottom = page.evaluate(
+        "() => document.querySelector('[data-testid=stMainBlockContainer]')"
+        ".getBoundingClientRect().bottom"
+    )
+    height = min(VIEWPORT["height"], int(bottom) + 24)
+    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
     return path

@@ -203,8 +203,8 @@ def _stop_children_of_home(home: Path) -> None:
     """Stop training jobs and TensorBoard the app started in their own sessions.
 
     They deliberately outlive the server (a job survives a closed browser), so
-    the test harness, not the app, ends them: via the pids the run folders and
-    the TensorBoard record hold.
+    the test harness, not the app, ends them: via the pids in the run folders'
+    status.json and in engine.tensorboard's record (<home>/tensorboard.json).
     """
     for status_path in home.glob("runs/*/status.json"):
         try:
@@ -214,10 +214,12 @@ def _stop_children_of_home(home: Path) -> None:
         pid = status.get("pid")
         if isinstance(pid, int) and status.get("state") in {"queued", "running"}:
             _kill_group(pid, signal.SIGKILL)
-    for record in home.rglob("tensorboard*.json"):
-        try:
-            pid = json.loads(record.read_text(encoding="utf-8")).get("pid")
-        except (OSError, ValueError, AttributeError):
-            continue
+    try:
+        record = json.loads((home / "tensorboard.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    instances = record.get("instances", []) if isinstance(record, dict) else []
+    for instance in instances:
+        pid = instance.get("pid") if isinstance(instance, dict) else None
         if isinstance(pid, int):
             _kill_group(pid, signal.SIGKILL)
