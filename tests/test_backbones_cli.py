@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine import backbones
 
-from .conftest import REPO_ROOT
+from .conftest import run_engine
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _engine(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        cwd=REPO_ROOT,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_backbones_command_lists_every_backbone_with_availability() -> None:
-    out = _engine("backbones")
+    out = run_engine("backbones")
     assert out.returncode == 0, out.stderr
     rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
     for backbone in backbones.list_backbones():
@@ -39,7 +26,7 @@ def test_backbones_command_lists_every_backbone_with_availability() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("photo", "best"), [("flower.jpg", "daisy"), ("china.jpg", "palace")])
 def test_imagenet_prints_timing_then_top_k_classes_best_first(photo: str, best: str) -> None:
-    out = _engine("imagenet", "--image", str(FIXTURES / photo), "--top_k", "3")
+    out = run_engine("imagenet", "--image", str(FIXTURES / photo), "--top_k", "3")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert re.fullmatch(r"Evaluation time \(1-image\): \d+\.\d{3}s", lines[0])
@@ -58,7 +45,7 @@ def test_imagenet_prints_timing_then_top_k_classes_best_first(photo: str, best: 
     ids=["missing", "not_an_image", "truncated"],
 )
 def test_imagenet_bad_input_is_one_error_line_and_exit_code_2(tmp_path: Path, make, reason: str) -> None:
-    out = _engine("imagenet", "--image", str(make(tmp_path)))
+    out = run_engine("imagenet", "--image", str(make(tmp_path)))
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [out.stderr.strip()]
     assert out.stderr.startswith("error: ") and reason in out.stderr
@@ -66,7 +53,7 @@ def test_imagenet_bad_input_is_one_error_line_and_exit_code_2(tmp_path: Path, ma
 
 
 def test_imagenet_unknown_architecture_is_a_user_error() -> None:
-    out = _engine("imagenet", "--image", str(FIXTURES / "flower.jpg"), "--architecture", "resnet9")
+    out = run_engine("imagenet", "--image", str(FIXTURES / "flower.jpg"), "--architecture", "resnet9")
     assert out.returncode == 2 and out.stderr.startswith("error: architecture='resnet9' is unknown")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from engine.runs import RunDir
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, run_engine
 from .factories import image_bytes, make_image, write_class_folders
 
 TINY_FLAGS = [
@@ -29,26 +28,11 @@ TINY_FLAGS = [
 ]  # fmt: skip
 
 
-def engine_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if home is not None:
-        env["RETRAIN_STUDIO_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("cli")
     data = write_class_folders(tmp / "data", {"red": 8, "green": 8, "blue": 8})
-    out = engine_cli(
+    out = run_engine(
         "retrain", "--image_dir", str(data), "--runs_dir", str(tmp / "runs"),
         "--bottleneck_dir", str(tmp / "bn"), "--output_graph", str(tmp / "copy" / "graph.keras"),
         "--output_labels", str(tmp / "copy" / "labels.txt"), "--summaries_dir", str(tmp / "summaries"),
@@ -87,7 +71,7 @@ def test_retrain_writes_copies_where_asked(trained) -> None:
 @pytest.mark.slow
 def test_retrain_into_a_given_run_dir_records_its_pid(trained, tmp_path) -> None:
     run = RunDir.create(tmp_path / "runs", backbone="efficientnet_lite0")
-    out = engine_cli(
+    out = run_engine(
         "retrain", "--run_dir", str(run.path), "--image_dir", str(trained["data"]),
         "--bottleneck_dir", str(trained["tmp"] / "bn"), *TINY_FLAGS,
     )  # fmt: skip
@@ -100,7 +84,7 @@ def test_retrain_into_a_given_run_dir_records_its_pid(trained, tmp_path) -> None
 @pytest.mark.slow
 def test_label_image_prints_time_then_labels_best_first(trained) -> None:
     image = trained["data"] / "red" / "red_000.jpg"
-    out = engine_cli(
+    out = run_engine(
         "label_image", "--graph", str(trained["run"].path), "--image", str(image), "--top_k", "3"
     )
     assert out.returncode == 0, out.stderr
@@ -116,7 +100,7 @@ def test_label_image_prints_time_then_labels_best_first(trained) -> None:
 def test_label_image_with_graph_and_labels_files(trained) -> None:
     run = trained["run"]
     image = trained["data"] / "green" / "green_001.jpg"
-    out = engine_cli(
+    out = run_engine(
         "label_image", "--graph", str(run.model_path), "--labels", str(run.labels_path),
         "--image", str(image), "--top_k", "1",
     )  # fmt: skip
@@ -131,7 +115,7 @@ def test_label_image_folder_gives_csv_and_lists_a_bad_file(trained, tmp_path) ->
     (folder / "a.jpg").write_bytes(image_bytes(make_image(0, 50)))
     (folder / "b.jpg").write_bytes(image_bytes(make_image(2, 51)))
     (folder / "c.jpg").write_bytes(b"not an image")
-    out = engine_cli("label_image", "--graph", str(trained["run"].path), "--image", str(folder))
+    out = run_engine("label_image", "--graph", str(trained["run"].path), "--image", str(folder))
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     assert [Path(r["source"]).name for r in rows] == ["a.jpg", "b.jpg", "c.jpg"]
     assert [bool(r["error"]) for r in rows] == [False, False, True]
@@ -142,7 +126,7 @@ def test_label_image_folder_gives_csv_and_lists_a_bad_file(trained, tmp_path) ->
 def test_label_image_on_a_non_image_is_one_line_exit_2(trained, tmp_path) -> None:
     bad = tmp_path / "x.jpg"
     bad.write_text("text")
-    out = engine_cli("label_image", "--graph", str(trained["run"].path), "--image", str(bad))
+    out = run_engine("label_image", "--graph", str(trained["run"].path), "--image", str(bad))
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in out.stderr
@@ -163,7 +147,7 @@ def test_bad_input_is_one_line_error_exit_2(tmp_path, make: str, flags: list[str
         write_class_folders(data, {"a": 3, "b": 3})
     elif make == "one_class":
         write_class_folders(data, {"only": 5})
-    out = engine_cli(
+    out = run_engine(
         "retrain", "--image_dir", str(data), "--runs_dir", str(tmp_path / "runs"), *flags,
         home=tmp_path / "home",
     )  # fmt: skip
@@ -229,7 +213,7 @@ def test_sigterm_cancels_between_steps_and_keeps_the_run(trained, tmp_path) -> N
 
 def test_bad_flag_with_run_dir_marks_that_run_failed(tmp_path) -> None:
     run = RunDir.create(tmp_path / "runs", backbone="efficientnet_lite0")
-    out = engine_cli(
+    out = run_engine(
         "retrain", "--run_dir", str(run.path), "--architecture", "no_such_net", home=tmp_path
     )
     assert out.returncode == 2

@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from .conftest import REPO_ROOT
+from .conftest import run_engine
 from .factories import write_class_folders
 
 
-def _engine(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"RETRAIN_STUDIO_HOME": str(home)}
-    env.pop("RETRAIN_STUDIO_CACHE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        check=False,
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_demo_data_then_inspect_shows_the_class_table(tmp_path: Path) -> None:
-    made = _engine("demo-data", "--dest", str(tmp_path / "demo"), home=tmp_path / "home")
+    made = run_engine("demo-data", "--dest", str(tmp_path / "demo"), home=tmp_path / "home")
     assert made.returncode == 0, made.stderr
     assert made.stdout.strip() == str(tmp_path / "demo")
     assert "demo-data" in made.stderr and "300/300" in made.stderr  # the progress bar
 
-    shown = _engine("inspect", "--image_dir", str(tmp_path / "demo"), home=tmp_path / "home")
+    shown = run_engine("inspect", "--image_dir", str(tmp_path / "demo"), home=tmp_path / "home")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     header = next(line for line in lines if "label" in line and "validation" in line)
@@ -49,7 +32,7 @@ def test_inspect_lists_broken_files_with_reasons_and_still_succeeds(tmp_path: Pa
     (root / "dogs" / "notes.jpg").write_text("not a photo")
     whole = (root / "dogs" / "dogs_000.jpg").read_bytes()
     (root / "dogs" / "half.jpg").write_bytes(whole[: len(whole) * 2 // 3])
-    out = _engine("inspect", "--image_dir", str(root), home=tmp_path / "home")
+    out = run_engine("inspect", "--image_dir", str(root), home=tmp_path / "home")
     assert out.returncode == 0, out.stderr
     assert "cats/empty.jpg: empty file" in out.stdout
     assert "dogs/notes.jpg: not an image" in out.stdout
@@ -59,14 +42,14 @@ def test_inspect_lists_broken_files_with_reasons_and_still_succeeds(tmp_path: Pa
 
 def test_inspect_exits_2_with_one_line_when_dataset_cannot_be_trained(tmp_path: Path) -> None:
     root = write_class_folders(tmp_path / "photos", {"only": 5})
-    out = _engine("inspect", "--image_dir", str(root), home=tmp_path / "home")
+    out = run_engine("inspect", "--image_dir", str(root), home=tmp_path / "home")
     assert out.returncode == 2
     assert "at least 2 classes" in out.stdout
     assert "Traceback" not in out.stderr
 
 
 def test_inspect_on_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
-    out = _engine("inspect", "--image_dir", str(tmp_path / "nope"), home=tmp_path / "home")
+    out = run_engine("inspect", "--image_dir", str(tmp_path / "nope"), home=tmp_path / "home")
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: ") and "does not exist" in out.stderr
     assert "Traceback" not in out.stderr
@@ -74,7 +57,7 @@ def test_inspect_on_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None
 
 def test_inspect_json_honours_the_split_percentages(tmp_path: Path) -> None:
     root = write_class_folders(tmp_path / "photos", {"a": 30, "b": 30})
-    out = _engine(
+    out = run_engine(
         "inspect",
         "--image_dir",
         str(root),
@@ -97,14 +80,14 @@ def test_import_zip_command_prints_the_new_dataset_and_refuses_escapes(tmp_path:
     good = tmp_path / "pets.zip"
     good.write_bytes(_zip(_photos("pets/")))
     dest = tmp_path / "datasets"
-    out = _engine("import-zip", "--zip", str(good), "--dest", str(dest), home=tmp_path / "home")
+    out = run_engine("import-zip", "--zip", str(good), "--dest", str(dest), home=tmp_path / "home")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(dest / "pets")
     assert sorted(p.name for p in (dest / "pets").iterdir()) == ["daisy", "roses"]
 
     evil = tmp_path / "evil.zip"
     evil.write_bytes(_zip({"../escape.txt": b"x", **_photos()}))
-    out = _engine("import-zip", "--zip", str(evil), "--dest", str(dest), home=tmp_path / "home")
+    out = run_engine("import-zip", "--zip", str(evil), "--dest", str(dest), home=tmp_path / "home")
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
     assert not (tmp_path / "escape.txt").exists()
@@ -121,7 +104,7 @@ def test_download_flowers_command_fetches_checks_and_extracts_a_file_url(tmp_pat
     archive.write_bytes(_flower_tgz())
     url = archive.as_uri()
     dest = tmp_path / "datasets"
-    wrong = _engine(
+    wrong = run_engine(
         "download-flowers",
         "--url",
         url,
@@ -135,7 +118,7 @@ def test_download_flowers_command_fetches_checks_and_extracts_a_file_url(tmp_pat
     assert not (dest / "flower_photos").exists()
 
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
-    out = _engine(
+    out = run_engine(
         "download-flowers",
         "--url",
         url,

@@ -18,6 +18,8 @@ from engine import tensorboard as tb
 from engine.errors import StudioError
 from engine.runs import RunDir, process_alive
 
+from .conftest import run_engine
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCALAR_STEPS = 30  # more than EventAccumulator's default of 10 kept tensor points
 
@@ -264,22 +266,8 @@ def test_start_refuses_invalid_ports(tmp_path: Path, port: object) -> None:
 # --------------------------------------------------------------------------- the CLI
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, RETRAIN_STUDIO_HOME=str(home))
-    env.pop("RETRAIN_STUDIO_RUNS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        check=False,
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 def test_cli_inspect_logs_prints_runs_and_tags(tf2_logdir: Path, tmp_path: Path) -> None:
-    out = _cli("inspect-logs", "--logdir", str(tf2_logdir), home=tmp_path)
+    out = run_engine("inspect-logs", "--logdir", str(tf2_logdir), home=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "run: train" in out.stdout and "run: validation" in out.stdout
     assert any(
@@ -290,23 +278,23 @@ def test_cli_inspect_logs_prints_runs_and_tags(tf2_logdir: Path, tmp_path: Path)
 
 
 def test_cli_inspect_logs_of_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
-    out = _cli("inspect-logs", "--logdir", str(tmp_path / "nope"), home=tmp_path)
+    out = run_engine("inspect-logs", "--logdir", str(tmp_path / "nope"), home=tmp_path)
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
 
 
 def test_cli_tensorboard_starts_then_reuses_then_stops(tf2_logdir: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    started = _cli("tensorboard", "--logdir", str(tf2_logdir), home=home)
+    started = run_engine("tensorboard", "--logdir", str(tf2_logdir), home=home)
     try:
         assert started.returncode == 0, started.stderr
         url = started.stdout.strip().splitlines()[-1]
         assert url.startswith("http://127.0.0.1:")
         assert _get(url)[0] == 200
-        reused = _cli("tensorboard", "--logdir", str(tf2_logdir), home=home)
+        reused = run_engine("tensorboard", "--logdir", str(tf2_logdir), home=home)
         assert reused.stdout.startswith("Reusing") and reused.stdout.strip().endswith(url)
     finally:
-        stopped = _cli("tensorboard", "--logdir", str(tf2_logdir), "--stop", home=home)
+        stopped = run_engine("tensorboard", "--logdir", str(tf2_logdir), "--stop", home=home)
     assert stopped.stdout.startswith("Stopped")
     assert _port_closed(int(url.rstrip("/").rsplit(":", 1)[1]))
 
@@ -321,7 +309,7 @@ def _finished(runs_dir: Path, accuracy: float) -> RunDir:
 
 def test_cli_runs_lists_runs_newest_first(tmp_path: Path) -> None:
     old, new = _finished(tmp_path, 0.5), _finished(tmp_path, 0.9)
-    out = _cli("runs", "--runs_dir", str(tmp_path), home=tmp_path / "home")
+    out = run_engine("runs", "--runs_dir", str(tmp_path), home=tmp_path / "home")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split()[:3] == ["RUN", "STATUS", "ARCHITECTURE"]
@@ -331,12 +319,14 @@ def test_cli_runs_lists_runs_newest_first(tmp_path: Path) -> None:
 
 def test_cli_runs_delete_removes_one_run(tmp_path: Path) -> None:
     keep, gone = _finished(tmp_path, 0.5), _finished(tmp_path, 0.9)
-    out = _cli("runs", "--runs_dir", str(tmp_path), "--delete", gone.run_id, home=tmp_path / "home")
+    out = run_engine(
+        "runs", "--runs_dir", str(tmp_path), "--delete", gone.run_id, home=tmp_path / "home"
+    )
     assert out.returncode == 0, out.stderr
     assert not gone.path.exists() and keep.path.is_dir()
 
 
 def test_cli_runs_delete_of_a_bad_id_is_a_one_line_error(tmp_path: Path) -> None:
-    out = _cli("runs", "--runs_dir", str(tmp_path), "--delete", "../etc", home=tmp_path / "home")
+    out = run_engine("runs", "--runs_dir", str(tmp_path), "--delete", "../etc", home=tmp_path / "home")
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: run id '../etc' is not valid")
