@@ -8,7 +8,7 @@ root URL in an already-running Chromium, and prints:
 - first paint: the Dataset page's title is visible;
 - page done: the script run finished (per-class grids drawn).
 
-Run from the repository root:  python bench/bench_first_paint.py [--rounds 3]
+Run from the repository root:  python bench/bench_first_paint.py [--rounds 3] [--reuse-home]
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ def _one_round(browser, home: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="fresh servers to time (default 3)")
+    parser.add_argument(
+        "--reuse-home",
+        action="store_true",
+        help="keep one studio home for every round, so rounds 2+ find the demo data already made",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds={args.rounds} must be at least 1")
@@ -62,7 +67,8 @@ def main() -> None:
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as tmp:
         browser = launch_chromium(playwright)
         for index in range(args.rounds):
-            result = _one_round(browser, Path(tmp) / f"home{index}")
+            home = Path(tmp) / ("home" if args.reuse_home else f"home{index}")
+            result = _one_round(browser, home)
             results.append(result)
             print(
                 f"round {index + 1}: health {result['health']:.2f} s, "
