@@ -12,10 +12,13 @@ from ui import state
 
 st.set_page_config(page_title="Retrain Studio", page_icon=":material/photo_library:", layout="wide")
 
+# The page scripts live in app_pages/, not pages/: while a `pages/` folder sits
+# beside this file, Streamlit serves a deep link (/train) on a fresh server from
+# that folder directly, skipping this router, until some session opens "/".
 PAGES = {
     "Data": [
         st.Page(
-            "pages/dataset.py",
+            "app_pages/dataset.py",
             title="Dataset",
             icon=":material/photo_library:",
             url_path="dataset",
@@ -23,13 +26,15 @@ PAGES = {
         ),
     ],
     "Model": [
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
-        st.Page("pages/predict.py", title="Predict", icon=":material/image_search:", url_path="predict"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page(
+            "app_pages/predict.py", title="Predict", icon=":material/image_search:", url_path="predict"
+        ),
     ],
     "Runs": [
-        st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
         st.Page(
-            "pages/tensorboard.py",
+            "app_pages/tensorboard.py",
             title="TensorBoard",
             icon=":material/monitoring:",
             url_path="tensorboard",

@@ -40,9 +40,9 @@ def fresh_app() -> AppTest:
 
 
 def open_page(page: str) -> AppTest:
-    """A fresh app switched to `pages/<page>.py` and run."""
+    """A fresh app switched to `app_pages/<page>.py` and run."""
     app = fresh_app()
-    app.switch_page(f"pages/{page}.py")
+    app.switch_page(f"app_pages/{page}.py")
     return app.run()
 
 
