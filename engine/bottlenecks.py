@@ -2,8 +2,18 @@
 
 retrain.py called the network once per image and kept one text file per image.
 Here decoding and resizing run in a thread pool (PIL releases the GIL while it
-decodes and resamples) a few batches ahead of the feature runtime, which sees
-whole batches; any `FeatureRuntime` (TensorFlow today, LiteRT later) fits.
+decodes and resamples; large JPEGs decode in draft mode at a reduced scale) a
+few batches ahead of the feature runtime, which sees whole batches. A runtime
+with `concurrency > 1` (LiteRT: one interpreter per core) gets that many
+batches at once; LiteRT releases the GIL while it computes, so decoding,
+inference and cache writes overlap.
+
+`decoder="tf"` swaps the PIL decode for a `tf.data` pipeline (parallel
+`decode_and_crop_jpeg`, the same central crop, TensorFlow's antialiased resize,
+prefetch): the TensorFlow path, kept for comparison and for `--runtime
+tensorflow`. Files it cannot take as they are (not JPEG, EXIF-rotated, or
+failing to decode) go through PIL, so both decoders keep and skip the same
+images.
 
 The cache is one SQLite file per feature key (backbone, input size, geometric
 preprocessing, normalisation, weights) under `cache_dir()/bottlenecks`, one row
@@ -17,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import math
 import os
 import sqlite3
 import threading
@@ -36,6 +45,16 @@ from engine.paths import cache_dir
 from engine.progress import ProgressCallback, ProgressTracker
 
 DEFAULT_BATCH_SIZE = 32
+DECODERS = ("pil", "tf")
+# TensorFlow's names for PIL's resize filters (`engine.images.RESAMPLE`).
+_TF_RESAMPLE = {
+    "nearest": "nearest",
+    "bilinear": "bilinear",
+    "bicubic": "bicubic",
+    "lanczos": "lanczos3",
+    "box": "area",
+    "area": "area",
+}
 CACHE_SUBDIR = "bottlenecks"
 _SCHEMA_VERSION = 1
 
@@ -61,13 +80,18 @@ class FeatureRuntimeLike(Protocol):
     def features(self, batch_uint8: np.ndarray) -> np.ndarray: ...
 
 
-def feature_key(backbone: _Backbone, input_size: int, *, weights: str = "imagenet") -> str:
+def feature_key(
+    backbone: _Backbone, input_size: int, *, weights: str = "imagenet", decoder: str = "pil"
+) -> str:
     """The cache key of a backbone's features: what changes them changes the key.
 
     Args:
         backbone: the `engine.backbones.Backbone`.
         input_size: the side the images are resized to.
         weights: which weights produced the features. Defaults to "imagenet".
+        decoder: which decoder made the network's input ("pil" or "tf"); the
+            two differ by rounding, so their features are kept apart.
+            Defaults to "pil".
 
     Returns:
         A file-name-safe key such as `efficientnet_lite0-224-3f9a0c12d4`.
@@ -84,6 +108,8 @@ def feature_key(backbone: _Backbone, input_size: int, *, weights: str = "imagene
             backbone.weights_source,
             backbone.feature_size,
             weights,
+            # Only a non-default decoder joins the key, so existing caches stay valid.
+            *((decoder,) if decoder != "pil" else ()),
         )
     )
     digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:10]
@@ -121,6 +147,7 @@ class BottleneckCache:
         root: str | os.PathLike[str] | None = None,
         *,
         weights: str = "imagenet",
+        decoder: str = "pil",
     ) -> BottleneckCache:
         """The cache for a feature runtime's backbone and input size.
 
@@ -129,12 +156,13 @@ class BottleneckCache:
             root: the folder holding caches (retrain.py's `--bottleneck_dir`).
                 Defaults to `cache_dir()/bottlenecks`.
             weights: which weights the runtime uses. Defaults to "imagenet".
+            decoder: the decoder `extract_bottlenecks` will use. Defaults to "pil".
 
         Returns:
             The cache.
         """
         folder = Path(root) if root is not None else cache_dir() / CACHE_SUBDIR
-        key = feature_key(runtime.backbone, runtime.input_size, weights=weights)
+        key = feature_key(runtime.backbone, runtime.input_size, weights=weights, decoder=decoder)
         return cls(folder / f"{key}.sqlite", runtime.backbone.feature_size)
 
     def _connect(self) -> sqlite3.Connection:
@@ -253,9 +281,7 @@ def load_prepared(record: Any, backbone: _Backbone, input_size: int) -> np.ndarr
     """
     from engine import images
 
-    # Draft-mode JPEG decode may shrink the photo, but never below what the
-    # central crop needs to fill the network's input at full resolution.
-    min_side = math.ceil(input_size / max(backbone.crop_fraction, 1e-3))
+    image = min_side = images.draft_min_side(input_size, backbone.crop_fraction)
     image = images.load_image(record.path, min_side=min_side)
     return backbone.prepare(image, size=input_size)
 
@@ -310,6 +336,95 @@ def iter_prepared_batches(
             yield indices, (np.stack(arrays) if arrays else None), failures
 
 
+def _tf_decodable(record: Any) -> bool:
+    """Whether tf.io can decode a file exactly as `engine.images.load_image` does."""
+    from engine import images
+
+    if str(getattr(record, "format", "JPEG")).upper() not in ("JPEG", "MPO"):
+        return False
+    try:
+        # tf.io ignores EXIF orientation; such photos go through PIL.
+        return images.exif_orientation(record.path) == 1
+    except ImageError:
+        return False  # PIL names the reason
+
+
+def iter_tf_batches(
+    records: Sequence[Any],
+    backbone: _Backbone,
+    input_size: int,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+) -> Iterable[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
+    """Decode, crop and resize records with a tf.data pipeline, in batches.
+
+    JPEGs without EXIF rotation go through `tf.io.decode_and_crop_jpeg` (only
+    the central square is decoded) and `tf.image.resize` with antialiasing, in
+    parallel, prefetched. Every other record, and any the pipeline fails on,
+    goes through PIL (`load_prepared`) afterwards, which also gives the reason
+    when a file cannot be used at all.
+
+    Args:
+        records: `ImageRecord`s (need `path`; `format` when known).
+        backbone: the backbone whose crop and resample rules apply.
+        input_size: the output side.
+        batch_size: images per batch. Defaults to 32.
+        workers: decode threads for the PIL remainder. Defaults to the CPU count (2 to 8).
+
+    Yields:
+        `(indices, batch, failures)` as `iter_prepared_batches`.
+    """
+    import tensorflow as tf
+
+    if backbone.resample not in _TF_RESAMPLE:
+        raise ValueError(
+            f"resample={backbone.resample!r} has no TensorFlow equivalent; use one of {sorted(_TF_RESAMPLE)}"
+        )
+    by_tf = [i for i, record in enumerate(records) if _tf_decodable(record)]
+    crop_fraction = float(backbone.crop_fraction)
+    method = _TF_RESAMPLE[backbone.resample]
+
+    def decode(index: Any, path: Any) -> tuple[Any, Any]:
+        data = tf.io.read_file(path)
+        shape = tf.io.extract_jpeg_shape(data)
+        height, width = shape[0], shape[1]
+        short = tf.cast(tf.minimum(height, width), tf.float64)
+        # tf.round halves to even, like Python's round() in images.prepare_image.
+        side = tf.maximum(1, tf.cast(tf.round(short * crop_fraction), tf.int32))
+        window = tf.stack([(height - side) // 2, (width - side) // 2, side, side])
+        # INTEGER_ACCURATE is libjpeg's ISLOW, what PIL decodes with.
+        square = tf.io.decode_and_crop_jpeg(data, window, channels=3, dct_method="INTEGER_ACCURATE")
+        resized = tf.image.resize(square, (input_size, input_size), method=method, antialias=True)
+        return index, tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+    seen: set[int] = set()
+    if by_tf:
+        pipeline = (
+            tf.data.Dataset.from_tensor_slices(
+                (np.asarray(by_tf, np.int64), [str(records[i].path) for i in by_tf])
+            )
+            .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .ignore_errors()  # those are retried through PIL below
+            .batch(batch_size)
+            .prefetch(2)
+        )
+        for indices, batch in pipeline.as_numpy_iterator():
+            chosen = [int(i) for i in indices]
+            seen.update(chosen)
+            yield chosen, batch, []
+    rest = [i for i in range(len(records)) if i not in seen]
+    if rest:
+
+        def load(index: int) -> np.ndarray:
+            return load_prepared(records[index], backbone, input_size)
+
+        for positions, batch, failures in iter_prepared_batches(
+            rest, load, batch_size=batch_size, workers=workers
+        ):
+            yield [rest[k] for k in positions], batch, [(rest[k], why) for k, why in failures]
+
+
 def extract_bottlenecks(
     records: Sequence[Any],
     runtime: FeatureRuntimeLike,
@@ -319,10 +434,13 @@ def extract_bottlenecks(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    decoder: str = "pil",
 ) -> BottleneckResult:
     """Features for every record: from the cache when there, else computed in batches.
 
     Images that cannot be decoded are skipped and listed, the rest go on.
+    Decoding runs ahead of the runtime; a runtime whose `concurrency` is above
+    1 computes that many batches at once.
 
     Args:
         records: `ImageRecord`s (need `path`, `rel_path`, `sha256`).
@@ -334,16 +452,20 @@ def extract_bottlenecks(
         workers: decode threads. Defaults to the CPU count (2 to 8).
         should_stop: polled between batches; True stops early with
             `StudioError`. Defaults to None.
+        decoder: "pil" (thread pool, JPEG draft mode) or "tf" (tf.data; see
+            `iter_tf_batches`). Defaults to "pil".
 
     Returns:
         A `BottleneckResult`.
 
     Raises:
-        ValueError: when `batch_size` is not positive.
+        ValueError: when `batch_size` is not positive or `decoder` is unknown.
         StudioError: when stopped through `should_stop`.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size!r} is not allowed; give a positive number")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder={decoder!r} is unknown; choose one of {', '.join(DECODERS)}")
     start = time.monotonic()
     feature_size = runtime.backbone.feature_size
     out = np.zeros((len(records), feature_size), dtype=np.float32)
@@ -362,32 +484,69 @@ def extract_bottlenecks(
     tracker.advance(result.cached, cached=result.cached, computed=0, skipped=0)
 
     missing = [i for i in range(len(records)) if not have[i]]
-    skipped_at: list[int] = []
-
-    def load(index: int) -> np.ndarray:
-        return load_prepared(records[index], runtime.backbone, runtime.input_size)
-
-    for indices, batch, failures in iter_prepared_batches(
-        missing, load, batch_size=batch_size, workers=workers
-    ):
-        if should_stop is not None and should_stop():
-            raise StudioError("bottleneck extraction was cancelled; start the run again to resume")
-        for index, reason in failures:
-            skipped_at.append(index)
-            result.skipped.append((str(records[index].rel_path), reason))
-        if batch is not None:
-            features = np.asarray(runtime.features(batch), dtype=np.float32)
-            out[indices] = features
-            have[indices] = True
-            result.computed += len(indices)
-            if cache is not None:
-                cache.put_many((records[i].sha256, features[k]) for k, i in enumerate(indices))
-        tracker.advance(
-            len(indices) + len(failures),
-            cached=result.cached,
-            computed=result.computed,
-            skipped=len(result.skipped),
+    if decoder == "tf":
+        batches = (
+            ([missing[k] for k in positions], batch, [(missing[k], why) for k, why in failures])
+            for positions, batch, failures in iter_tf_batches(
+                [records[i] for i in missing],
+                runtime.backbone,
+                runtime.input_size,
+                batch_size=batch_size,
+                workers=workers,
+            )
         )
+    else:
+
+        def load(index: int) -> np.ndarray:
+            return load_prepared(records[index], runtime.backbone, runtime.input_size)
+
+        batches = iter_prepared_batches(missing, load, batch_size=batch_size, workers=workers)
+
+    def finish(indices: list[int], features: np.ndarray) -> None:
+        out[indices] = features
+        have[indices] = True
+        result.computed += len(indices)
+        if cache is not None:
+            cache.put_many((records[i].sha256, features[k]) for k, i in enumerate(indices))
+        tracker.advance(
+            len(indices), cached=result.cached, computed=result.computed, skipped=len(result.skipped)
+        )
+
+    parallel = max(1, int(getattr(runtime, "concurrency", 1) or 1))
+    in_flight: collections.deque[tuple[list[int], Future[np.ndarray]]] = collections.deque()
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="features") as compute:
+        try:
+            for indices, batch, failures in batches:
+                if should_stop is not None and should_stop():
+                    raise StudioError(
+                        "bottleneck extraction was cancelled; start the run again to resume"
+                    )
+                for index, reason in failures:
+                    result.skipped.append((str(records[index].rel_path), reason))
+                if failures:
+                    tracker.advance(
+                        len(failures),
+                        cached=result.cached,
+                        computed=result.computed,
+                        skipped=len(result.skipped),
+                    )
+                if batch is None:
+                    continue
+                in_flight.append((indices, compute.submit(runtime.features, batch)))
+                # Finish the oldest batch once `parallel` are running: results
+                # come back in order, and decoding stays a few batches ahead.
+                while len(in_flight) >= parallel:
+                    done_indices, future = in_flight.popleft()
+                    finish(done_indices, np.asarray(future.result(), dtype=np.float32))
+            while in_flight:
+                done_indices, future = in_flight.popleft()
+                finish(done_indices, np.asarray(future.result(), dtype=np.float32))
+        finally:
+            for _, future in in_flight:
+                future.cancel()
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stops the decode threads now, not when garbage-collected
     if tracker.done < tracker.total or not records:
         tracker.finish()  # advance() already reported the last snapshot otherwise
     result.kept = [i for i in range(len(records)) if have[i]]

@@ -329,7 +329,7 @@ class Predictor:
         """
         from engine import images
 
-        min_side = int(np.ceil(self.input_size / max(self.crop_fraction, 1e-3)))
+        min_side = images.draft_min_side(self.input_size, self.crop_fraction)
         image = images.load_image(source, min_side=min_side)
         return images.prepare_image(
             image, self.input_size, crop_fraction=self.crop_fraction, resample=self.resample

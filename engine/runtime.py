@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import queue
 import threading
 import warnings
 from collections.abc import Callable
@@ -140,13 +141,23 @@ class TensorFlowFeatureRuntime(FeatureRuntime):
 class LiteRTFeatureRuntime(FeatureRuntime):
     """A float `.tflite` feature extractor run by LiteRT (XNNPACK).
 
+    Several threads may call `features` at once: each call borrows one of up
+    to `instances` interpreters (created on first need), so batches run side by
+    side. On a small machine, one single-threaded interpreter per core keeps
+    every core busy without the barrier waits of a multi-threaded interpreter
+    sharing cores with image decoding (see bench/bench_fast_path.py).
+
     Args:
         backbone: the `Backbone`.
         input_size: the input side.
         model_path: the `.tflite` file; or None with `model_content`.
         model_content: the `.tflite` bytes. Defaults to None.
-        num_threads: interpreter threads. Defaults to `os.cpu_count()`.
+        num_threads: threads per interpreter. Defaults to `os.cpu_count()`.
+        instances: interpreters that may run at once. Defaults to 1.
         notice: a note to pass on. Defaults to None.
+
+    Raises:
+        ValueError: `num_threads` or `instances` below 1.
     """
 
     runtime = "litert"
@@ -159,35 +170,75 @@ class LiteRTFeatureRuntime(FeatureRuntime):
         *,
         model_content: bytes | None = None,
         num_threads: int | None = None,
+        instances: int = 1,
         notice: str | None = None,
     ) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads={num_threads!r} is not allowed; use 1 or more")
+        if instances < 1:
+            raise ValueError(f"instances={instances!r} is not allowed; use 1 or more")
         super().__init__(backbone, input_size, notice=notice)
         self.model_path = Path(model_path) if model_path is not None else None
         self.source_model: Any = None
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self.concurrency = instances
+        self._model_content = model_content
+        self._idle: queue.SimpleQueue[_Interpreter] = queue.SimpleQueue()
+        self._created = 0
+        self._create_lock = threading.Lock()
+        # One interpreter up front: a bad file fails here, and the output size is known.
+        first = self._new_interpreter()
+        self._set_output_size(first.output_size)
+        self._idle.put(first)
+
+    def _new_interpreter(self) -> _Interpreter:
+        with self._create_lock:
+            self._created += 1
+        return _Interpreter(self.model_path, self._model_content, self.num_threads)
+
+    def _borrow(self) -> _Interpreter:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._create_lock:
+            room = self._created < self.concurrency
+        return self._new_interpreter() if room else self._idle.get()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        interpreter = self._borrow()
+        try:
+            return interpreter.run(batch)
+        finally:
+            self._idle.put(interpreter)
+
+
+class _Interpreter:
+    """One LiteRT interpreter sized for the last batch it ran; used by one thread at a time."""
+
+    def __init__(self, model_path: Path | None, model_content: bytes | None, num_threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
         self._interpreter = Interpreter(
             model_path=str(model_path) if model_path is not None else None,
             model_content=model_content,
-            num_threads=num_threads or os.cpu_count() or 1,
+            num_threads=num_threads,
         )
         self._input_index = self._interpreter.get_input_details()[0]["index"]
         output = self._interpreter.get_output_details()[0]
         self._output_index = output["index"]
-        self._set_output_size(int(output["shape"][-1]))
+        self.output_size = int(output["shape"][-1])
         self._batch = 0
-        # One interpreter holds one set of buffers: calls from several threads take turns.
-        self._lock = threading.Lock()
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
-            if batch.shape[0] != self._batch:
-                self._interpreter.resize_tensor_input(self._input_index, list(batch.shape))
-                self._interpreter.allocate_tensors()
-                self._batch = batch.shape[0]
-            self._interpreter.set_tensor(self._input_index, batch)
-            self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output_index)
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[0] != self._batch:
+            self._interpreter.resize_tensor_input(self._input_index, list(batch.shape))
+            self._interpreter.allocate_tensors()
+            self._batch = batch.shape[0]
+        self._interpreter.set_tensor(self._input_index, batch)
+        self._interpreter.invoke()  # releases the GIL: decoding goes on meanwhile
+        # get_tensor copies, so the next run cannot overwrite what the caller holds.
+        return self._interpreter.get_tensor(self._output_index)
 
 
 def convert_to_tflite(model: Any) -> bytes:

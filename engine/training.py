@@ -98,8 +98,8 @@ class TrainConfig:
         output_labels: also copy labels.txt here. Defaults to None.
         print_misclassified_test_images: print every misclassified test
             image. Defaults to False.
-        export: export SavedModel and TFLite (float, int8) at the end.
-            Defaults to False.
+        export: also export SavedModel and int8 TFLite at the end (the float
+            TFLite, `export/model.tflite`, is written by every run). Defaults to False.
         runtime: preferred feature runtime, "litert" or "tensorflow".
             Defaults to "litert".
         weights: backbone weights: "imagenet", or None for random weights
@@ -512,6 +512,8 @@ class _Training:
             )
         else:
             runtime = _KerasFeatures(extractor, backbone, size)
+        # TensorFlow decodes its own input (tf.data) so that path is TensorFlow end to end.
+        decoder = "tf" if runtime.runtime == "tensorflow" else "pil"
         labels = list(dataset.labels)
         self.run.write_config(
             {
@@ -526,6 +528,7 @@ class _Training:
                 "resample": backbone.resample,
                 "runtime": runtime.runtime,
                 "runtime_notice": getattr(runtime, "notice", None),
+                "bottleneck_decoder": decoder,
                 "versions": _versions(),
                 "command": sys.argv,
             }
@@ -539,7 +542,7 @@ class _Training:
         skipped: list[tuple[str, str]] = []
         features: dict[str, np.ndarray] = {}
         if config.fine_tune_blocks == 0:
-            features, splits, skipped = self._bottlenecks(splits, runtime, backbone, size)
+            features, splits, skipped = self._bottlenecks(splits, runtime, backbone, decoder)
         truth = {
             name: np.asarray([index_of[r.label] for r in recs], dtype=np.int64)
             for name, recs in splits.items()
@@ -594,25 +597,42 @@ class _Training:
             {"event": "result", "test_accuracy": report["accuracy"], "test_count": report["count"]}
         )
 
-        if config.export:
-            from engine import export
-
-            self.sink.phase("export")
-            results = export.export_run(self.run, dataset=dataset, progress=self.sink.on_progress)
-            report = self.run.read_report()
-            for name, figures in results.items():
-                self.echo(
-                    f"Exported {name}: accuracy {figures['accuracy'] * 100:.1f}%, "
-                    f"{figures['size_bytes'] / 1e6:.2f} MB, {figures['latency_ms']:.1f} ms/image"
-                )
+        report = self._export(dataset, report)
         self._copies()
         self.sink.phase("done")
         self.run.write_status("done", step=self.step, test_accuracy=report["accuracy"])
         self.echo(format_report(report)[-1])
         return report
 
+    def _export(self, dataset: Any, report: dict[str, Any]) -> dict[str, Any]:
+        """Write the float TFLite (always) and, with --export, every format; echo the figures."""
+        from engine import export
+
+        self.sink.phase("export")
+        formats = export.FORMATS if self.config.export else ("tflite",)
+        try:
+            # The float TFLite is always written, so predicting never needs TensorFlow.
+            results = export.export_run(
+                self.run, formats=formats, dataset=dataset, progress=self.sink.on_progress
+            )
+        except Exception as exc:
+            if self.config.export:
+                raise
+            # Not asked for: the run stays usable on model.keras; say why LiteRT is missing.
+            _log_failure(self.run, exc)
+            self.echo(f"note: export/model.tflite was not written ({type(exc).__name__}: {exc})")
+            return report
+        for name, figures in results.items():
+            latency = figures.get("latency_ms")
+            self.echo(
+                f"Exported {name}: accuracy {figures['accuracy'] * 100:.1f}%, "
+                f"{figures['size_bytes'] / 1e6:.2f} MB"
+                + (f", {latency:.1f} ms/image" if latency is not None else "")
+            )
+        return self.run.read_report()
+
     def _bottlenecks(
-        self, splits: dict[str, list[Any]], runtime: Any, backbone: Any, size: int
+        self, splits: dict[str, list[Any]], runtime: Any, backbone: Any, decoder: str
     ) -> tuple[dict[str, np.ndarray], dict[str, list[Any]], list[tuple[str, str]]]:
         from engine import bottlenecks
 
@@ -626,6 +646,7 @@ class _Training:
                 runtime,
                 config.bottleneck_dir,
                 weights=str(config.weights) if config.weights == "imagenet" else f"seed{config.seed}",
+                decoder=decoder,
             )
         every = splits["train"] + splits["validation"] + splits["test"]
         result = bottlenecks.extract_bottlenecks(
@@ -634,6 +655,7 @@ class _Training:
             cache=cache,
             progress=self.sink.on_progress,
             should_stop=self.cancel.requested,
+            decoder=decoder,
         )
         self.summary["bottlenecks"] = {
             "cached": result.cached,

@@ -158,7 +158,7 @@ def test_events_file_holds_what_the_callback_saw(finished: dict[str, Any]) -> No
 def test_events_show_phases_bottleneck_progress_and_result(finished: dict[str, Any]) -> None:
     events = finished["events"]
     phases = [e["phase"] for e in events if e["event"] == "phase"]
-    assert phases == ["scan", "bottlenecks", "train", "evaluate", "done"]
+    assert phases == ["scan", "bottlenecks", "train", "evaluate", "export", "done"]
     assert any(e["event"] == "progress" and e["phase"] == "bottlenecks" for e in events)
     result = [e for e in events if e["event"] == "result"]
     assert result == [
