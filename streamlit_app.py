@@ -17,13 +17,8 @@ st.set_page_config(page_title="Retrain Studio", page_icon=":material/photo_libra
 # that folder directly, skipping this router, until some session opens "/".
 PAGES = {
     "Data": [
-        st.Page(
-            "app_pages/dataset.py",
-            title="Dataset",
-            icon=":material/photo_library:",
-            url_path="dataset",
-            default=True,
-        ),
+        # the default page lives at "/" (Streamlit ignores a url_path for it)
+        st.Page("app_pages/dataset.py", title="Dataset", icon=":material/photo_library:", default=True),
     ],
     "Model": [
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),

@@ -8,9 +8,11 @@ from engine.errors import StudioError
 from engine.training import TrainConfig
 from ui import cached, state
 from ui.follow import follow
+from ui.render import SPLIT_DEFAULT
 from ui.training import render_backbone_picker, render_live, render_report, render_train_settings
 
 ACTIVE = ("queued", "running")
+SPLIT_KEYS = ("validation_pct", "testing_pct")
 
 st.title("Train")
 registry = cached.job_registry()
@@ -23,12 +25,18 @@ root, dataset_label = state.selected_dataset()
 if root is None:
     root = cached.demo_dataset_root()
 st.caption(f"Retrain the last layer on **{dataset_label}** (choose another on the Dataset page).")
+try:
+    split = [st.session_state.get(k, d) for k, d in zip(SPLIT_KEYS, SPLIT_DEFAULT, strict=True)]
+    blockers = cached.scan(str(root), *split, cached.folder_signature(root)).errors
+except StudioError as error:
+    blockers = [str(error)]
+for message in blockers:
+    st.error(f"Cannot train on this dataset: {message}", icon=":material/error:")
 
 with st.expander("Settings", expanded=active is None):
     backbone = render_backbone_picker(list_backbones(), DEFAULT_BACKBONE)
-    settings = render_train_settings(
-        backbone, root, TrainConfig(), disabled=active is not None or not backbone.weights_available()
-    )
+    ready = active is None and backbone.weights_available() and not blockers
+    settings = render_train_settings(backbone, root, TrainConfig(), disabled=not ready)
 if settings is not None:
     try:
         job = registry.start(settings.args, architecture=settings.architecture)

@@ -130,3 +130,18 @@ def test_backbone_without_weights_disables_start_and_says_where_to_put_them(regi
     assert not app.exception
     assert missing[0].weights_hint() in app.warning[0].value
     assert app.button(key="FormSubmitter:train_settings-Start training").disabled
+
+
+def test_a_dataset_that_cannot_be_trained_on_disables_start_and_says_why(registry, tmp_path) -> None:
+    from tests.factories import write_class_folders
+    from ui import state
+
+    root = write_class_folders(tmp_path / "one-class", {"cats": 5})
+    app = open_page("dataset")
+    app.radio(key="dataset_source").set_value("Local folder").run()
+    app.text_input(key="dataset_local_path").input(str(root)).run()
+    assert app.session_state[state.DATASET_KEY] == str(root)
+    app.switch_page("app_pages/train.py").run()
+    assert not app.exception
+    assert app.error and "Cannot train on this dataset" in app.error[0].value
+    assert app.button(key="FormSubmitter:train_settings-Start training").disabled

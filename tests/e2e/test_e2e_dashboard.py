@@ -96,6 +96,8 @@ def test_training_advances_live_and_a_reload_reattaches(page, server) -> None:
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
     wait_for_idle(page)
     expect(page.get_by_role("button", name="Cancel training")).to_have_count(0)
+    expect(page.get_by_role("button", name="labels.txt")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
     screenshot(page, "train-report")
 
 
