@@ -94,6 +94,9 @@ def main() -> int:
     run.write_labels(LABELS)
     run.export_dir.mkdir(parents=True, exist_ok=True)
     (run.export_dir / "model.tflite").write_bytes(b"fake tflite")
+    (run.export_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    (run.export_dir / "saved_model").mkdir()
+    (run.export_dir / "saved_model" / "saved_model.pb").write_bytes(b"fake graph")
     run.append_event(
         {"event": "result", "time": time.time(), "test_accuracy": report["accuracy"], "test_count": 3}
     )

@@ -72,7 +72,8 @@ def test_finished_job_shows_accuracy_confusion_matrix_and_downloads(registry) ->
     final = {m.label: m.value for m in app.metric}["Final test accuracy"]
     assert final == "66.7%"
     assert "Accuracy" in plotly_titles(app)
-    assert {b.label for b in app.get("download_button")} >= {"labels.txt", "model.tflite"}
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert sorted(labels) == ["labels.txt", "model.tflite", "saved_model.zip"]
 
 
 def test_second_tab_reattaches_to_the_running_job_instead_of_starting_another(registry, gate) -> None:

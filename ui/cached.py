@@ -34,12 +34,6 @@ def folder_signature(root: str | Path) -> float:
     return max(stamps)
 
 
-def tree_signature(root: str | Path, pattern: str = "**/*") -> float:
-    """The newest mtime of the files under `root` matching `pattern` (0.0 when none)."""
-    stamps = [p.stat().st_mtime for p in Path(root).glob(pattern) if p.is_file()]
-    return max(stamps, default=0.0)
-
-
 @st.cache_data(show_spinner="Preparing the demo dataset…")
 def demo_dataset_root() -> str:
     """The generated demo dataset's folder (created on first use)."""
@@ -50,7 +44,20 @@ def demo_dataset_root() -> str:
 
 @st.cache_data(show_spinner="Scanning the dataset…", max_entries=8)
 def scan(root: str, validation_percentage: int, testing_percentage: int, signature: float) -> Any:
-    """`engine.datasets.scan_dataset`, cached per folder, split and change signature."""
+    """`engine.datasets.scan_dataset`, cached per folder, split and change signature.
+
+    Args:
+        root: the dataset folder.
+        validation_percentage: share of each class for validation.
+        testing_percentage: share of each class for the test split.
+        signature: `folder_signature(root)`; a new value rescans.
+
+    Returns:
+        The `engine.datasets.Dataset`.
+
+    Raises:
+        StudioError: the folder cannot be scanned (the message says why).
+    """
     from engine.datasets import scan_dataset
 
     del signature  # only part of the cache key
@@ -61,7 +68,16 @@ def scan(root: str, validation_percentage: int, testing_percentage: int, signatu
 
 @st.cache_data(show_spinner=False, max_entries=4096)
 def thumbnail(path: str, mtime: float, max_side: int = 160) -> bytes | None:
-    """A PNG preview of one photo, or None when it cannot be decoded."""
+    """A PNG preview of one photo, or None when it cannot be decoded.
+
+    Args:
+        path: the photo.
+        mtime: its modification time (part of the key, so an edited photo is redrawn).
+        max_side: the preview's longest side in pixels. Defaults to 160.
+
+    Returns:
+        PNG bytes, or None.
+    """
     from engine.errors import ImageError
     from engine.images import thumbnail_png
 
@@ -82,7 +98,18 @@ def job_registry() -> Any:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")
 def predictor(run_dir: str, model_mtime: float) -> Any:
-    """A loaded `engine.inference.Predictor`; the mtime key drops it when the model is rewritten."""
+    """A loaded `engine.inference.Predictor`, shared by every tab.
+
+    Args:
+        run_dir: the run folder.
+        model_mtime: the model file's mtime (a retrained model gets a new entry).
+
+    Returns:
+        The predictor (LiteRT when the run has a TFLite export, else TensorFlow).
+
+    Raises:
+        StudioError: the run has no usable model.
+    """
     from engine.inference import Predictor
 
     del model_mtime  # only part of the cache key
@@ -91,7 +118,15 @@ def predictor(run_dir: str, model_mtime: float) -> Any:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def run_steps(run_path: str, events_size: int) -> Any:
-    """A run's step events as a table (`ui.render.steps_frame`), cached until events.jsonl grows."""
+    """A run's step events as a table (`ui.render.steps_frame`), cached until events.jsonl grows.
+
+    Args:
+        run_path: the run folder.
+        events_size: events.jsonl's size in bytes (`file_size`), part of the key.
+
+    Returns:
+        A DataFrame with `ui.render.STEP_COLUMNS`.
+    """
     from engine.runs import RunDir
     from ui.render import steps_frame
 

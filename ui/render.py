@@ -101,7 +101,13 @@ def split_counts_figure(classes: Sequence[Any]) -> go.Figure:
 
 
 def render_sample_grid(dataset: Any, *, per_class: int = SAMPLES_PER_CLASS, max_side: int = 120) -> None:
-    """One row of thumbnails per class (cached), with the class name and count above."""
+    """One row of thumbnails per class (cached), with the class name and count above.
+
+    Args:
+        dataset: an `engine.datasets.Dataset`.
+        per_class: thumbnails per class. Defaults to SAMPLES_PER_CLASS.
+        max_side: thumbnail size in pixels. Defaults to 120.
+    """
     by_label: dict[str, list[Any]] = {}
     for record in dataset.images:
         by_label.setdefault(record.label, []).append(record)
@@ -129,7 +135,14 @@ def _mtime(path: Path) -> float:
 
 
 def probability_figure(top_k: Sequence[tuple[str, float]]) -> go.Figure:
-    """Horizontal bars of the top-k probabilities, best on top, on a fixed 0-1 axis."""
+    """Horizontal bars of the top-k probabilities, best on top, on a fixed 0-1 axis.
+
+    Args:
+        top_k: `(label, probability)` pairs, best first.
+
+    Returns:
+        The figure.
+    """
     labels = [label for label, _ in top_k][::-1]
     values = [float(p) for _, p in top_k][::-1]
     figure = go.Figure(
@@ -190,7 +203,15 @@ def curves_figure(
 
 
 def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> go.Figure:
-    """A confusion-matrix heatmap: rows are the true class, columns the predicted one."""
+    """A confusion-matrix heatmap: rows are the true class, columns the predicted one.
+
+    Args:
+        labels: class names in output order.
+        matrix: counts, `matrix[true][predicted]`.
+
+    Returns:
+        The figure.
+    """
     figure = px.imshow(
         matrix,
         x=list(labels),

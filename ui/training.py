@@ -5,7 +5,10 @@ The page stays a short script; these helpers draw and return what the user chose
 
 from __future__ import annotations
 
+import io
+import zipfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -202,20 +205,36 @@ def render_report(run: Any) -> None:
 
 
 def render_downloads(run: Any) -> None:
-    """Download buttons for the model, the labels and every exported file."""
-    files = [run.model_path, run.labels_path]
+    """Download buttons for the model, the labels and every export (a SavedModel folder as a zip).
+
+    Args:
+        run: an `engine.runs.RunDir`.
+    """
+    files = {p.name: p for p in (run.model_path, run.labels_path) if p.is_file()}
     if run.export_dir.is_dir():
-        files += sorted(p for p in run.export_dir.iterdir() if p.is_file())
-    files = [f for f in files if f.is_file()]
+        for path in sorted(run.export_dir.iterdir()):
+            name = f"{path.name}.zip" if path.is_dir() else path.name
+            # export/labels.txt is the same file as the run's labels.txt
+            files.setdefault(name, path)
     if not files:
         return
     st.markdown("**Downloads**")
     cols = st.columns(min(4, len(files)))
-    for index, path in enumerate(files):
+    for index, (name, path) in enumerate(files.items()):
         cols[index % len(cols)].download_button(
-            path.name,
-            data=path.read_bytes,
-            file_name=path.name,
-            key=f"train_download_{path.name}",
+            name,
+            data=partial(_zip_folder, path) if path.is_dir() else path.read_bytes,
+            file_name=name,
+            key=f"train_download_{name}",
             icon=":material/download:",
         )
+
+
+def _zip_folder(folder: Path) -> bytes:
+    """The folder as zip bytes (made only when its download button is pressed)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(folder.name) / path.relative_to(folder))
+    return buffer.getvalue()

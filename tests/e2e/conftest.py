@@ -77,10 +77,15 @@ def wait_for_idle(page, timeout_ms: int = LOAD_TIMEOUT_MS) -> None:
 def screenshot(page, name: str) -> Path:
     """Save the page's content (no empty space below it) to docs/screenshots/<name>.png.
 
+    A page showing an exception fails the test instead.
+
     Streamlit scrolls inside its main container, so a "full page" shot would
     stop at the window; the tall window (`VIEWPORT`) holds the pages instead,
     and the shot is clipped to where the content ends.
     """
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stException")).to_have_count(0)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     bottom = page.evaluate(
