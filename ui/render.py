@@ -156,7 +156,7 @@ def probability_figure(top_k: Sequence[tuple[str, float]]) -> go.Figure:
         )
     )
     figure.update_layout(
-        xaxis={"range": [0, 1], "tickformat": ".0%"},
+        xaxis={"range": [0, 1.04], "tickformat": ".0%", "dtick": 0.25},
         height=60 + 32 * len(labels),
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
     )

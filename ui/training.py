@@ -20,6 +20,8 @@ from ui import cached
 from ui.follow import Followed, time_left
 from ui.render import confusion_figure, render_chart, render_curves, render_split_inputs
 
+PER_CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -184,7 +186,8 @@ def render_report(run: Any) -> None:
         "Final test accuracy", f"{report['accuracy']:.1%}", help=f"on {report['count']} test photos"
     )
     left, right = st.columns(2)
-    left.dataframe(pd.DataFrame(report["per_class"]), hide_index=True, key="train_per_class")
+    per_class = pd.DataFrame(report["per_class"], columns=PER_CLASS_COLUMNS)
+    left.dataframe(per_class, hide_index=True, key="train_per_class")
     with right:
         render_chart(
             confusion_figure(report["labels"], report["confusion_matrix"]), key="train_confusion"

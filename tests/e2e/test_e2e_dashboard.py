@@ -103,7 +103,8 @@ def test_training_advances_live_and_a_reload_reattaches(page, server) -> None:
 
 def test_predict_shows_probability_bars_for_a_photo(page, server) -> None:
     open_app(page, server, "predict")
-    upload(page, [{"name": "yellow.png", "mimeType": "image/png", "buffer": png((230, 200, 30))}])
+    photo = max((server.home / "datasets" / "demo" / "sunflowers").glob("*.jpg"))
+    upload(page, [{"name": photo.name, "mimeType": "image/jpeg", "buffer": photo.read_bytes()}])
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1, timeout=120_000)
     expect(page.get_by_text(re.compile(r"\d+\.\d% · \d+\.\d ms$"))).to_be_visible()
     wait_for_idle(page)
