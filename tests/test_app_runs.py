@@ -72,3 +72,16 @@ def test_deleting_a_running_run_is_refused_with_a_message(studio_home) -> None:
     app.button(key="runs_delete_yes").click().run()
     assert app.error, "deleting a live run must show why it was refused"
     assert home_runs(studio_home) == [run.run_id]
+
+
+def test_use_on_predict_selects_the_run_for_this_tab(studio_home) -> None:
+    from ui import state
+
+    older, newer = write_run(), write_run()
+    app = open_page("runs")
+    app.selectbox(key="runs_chosen").set_value(older.run_id).run()
+    app.button(key="runs_use").click().run()
+    assert not app.exception
+    assert app.session_state[state.RUN_KEY] == older.run_id
+    app.switch_page("app_pages/predict.py").run()
+    assert app.selectbox(key="predict_run").value == older.run_id != newer.run_id

@@ -107,6 +107,8 @@ def test_predict_shows_probability_bars_for_a_photo(page, server) -> None:
     upload(page, [{"name": photo.name, "mimeType": "image/jpeg", "buffer": photo.read_bytes()}])
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1, timeout=120_000)
     expect(page.get_by_text(re.compile(r"\d+\.\d% · \d+\.\d ms$"))).to_be_visible()
+    # the trainer leaves a float TFLite model: Predict runs it on LiteRT, not TensorFlow
+    expect(page.get_by_text(re.compile(r"^model\.tflite on litert"))).to_be_visible()
     wait_for_idle(page)
     screenshot(page, "predict")
 
