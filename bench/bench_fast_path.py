@@ -133,13 +133,21 @@ def bench_extract(records: list[Any], repeats: int, sweep: bool) -> None:
     for label in ("LiteRT (PIL threads, draft)", "TF tf.data + batch 32"):
         paths[label]()
     rates: dict[str, list[float]] = {label: [] for label in paths}
+    cpu_ms: dict[str, list[float]] = {label: [] for label in paths}
     for _ in range(repeats):
         for label, run in paths.items():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             run()
             rates[label].append(count / (time.perf_counter() - start))
+            cpu_ms[label].append((time.process_time() - cpu) * 1000 / count)
+    # CPU time per image (all threads) does not depend on other load: 2 idle
+    # cores could do at most 2000 / cpu_ms images per second.
     for label, values in rates.items():
-        print(f"  {label:<28} {_best_and_median(values)}")
+        cpu = statistics.median(cpu_ms[label])
+        print(
+            f"  {label:<28} {_best_and_median(values)} | CPU {cpu:5.2f} ms/image "
+            f"(2-core ceiling {2000 / cpu:5.0f} images/s)"
+        )
     lite_rate = statistics.median(rates["LiteRT (PIL threads, draft)"])
     print(
         f"  ratio (medians): LiteRT / tf.data = "
@@ -237,28 +245,43 @@ def bench_latency(run: Any, images: list[Path], rounds: int) -> None:
 # --------------------------------------------------------------------------- 3. cold
 
 
+# The child reports its own peak RSS (VmHWM of its address space): a parent's
+# rusage would count the pages of this (large) process that the child shared
+# between fork and exec.
+_CHILD = """
+import runpy, sys
+sys.argv = ["engine", *sys.argv[1:]]
+try:
+    runpy.run_module("engine", run_name="__main__", alter_sys=True)
+finally:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("peak_rss_kb", line.split()[1], flush=True)
+"""
+
+
 def _cold_once(run: Any, image: Path, prefer: str, env: dict[str, str]) -> tuple[float, float, str]:
     command = [
-        sys.executable, "-m", "engine", "label_image",
+        sys.executable, "-c", _CHILD, "label_image",
         "--graph", str(run.path), "--image", str(image), "--prefer", prefer,
     ]  # fmt: skip
     start = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
+    elapsed = 0.0
     first = ""
+    peak_kb = 0.0
     assert process.stdout is not None
     for line in process.stdout:
-        if not line.startswith("Evaluation time"):
-            first = line.strip()  # the first label line is the first prediction
-            break
-    elapsed = time.perf_counter() - start
-    process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}")
-    return elapsed, usage.ru_maxrss / 1024, first  # ru_maxrss is in KiB on Linux
+        if not elapsed and not line.startswith("Evaluation time"):
+            elapsed = time.perf_counter() - start  # the first label line: the first prediction
+            first = line.strip()
+        if line.startswith("peak_rss_kb"):
+            peak_kb = float(line.split()[1])
+    if process.wait():
+        raise RuntimeError(f"label_image exited with {process.returncode}")
+    return elapsed, peak_kb / 1024, first
 
 
 def bench_cold(run: Any, image: Path, repeats: int) -> None:
@@ -353,9 +376,13 @@ def _draft_accuracy(demo: Path, work: Path) -> None:
     for name, x in (("full", full), ("draft", draft)):
         model = LogisticRegression(max_iter=2000).fit(x[split == "train"], labels[split == "train"])
         scores[name] = model.score(x[split == "test"], labels[split == "test"]) * 100
+    cosine = np.sum(full * draft, axis=1) / (
+        np.linalg.norm(full, axis=1) * np.linalg.norm(draft, axis=1) + 1e-12
+    )
     print(
         f"  draft vs full decode, {len(records)} demo photos x{UPSCALE} ({drafted} decoded at a "
-        f"reduced scale): feature max abs diff {np.max(np.abs(full - draft)):.3f} "
+        f"reduced scale): feature max abs diff {np.max(np.abs(full - draft)):.3f}, mean "
+        f"{np.mean(np.abs(full - draft)):.4f}, lowest cosine {np.min(cosine):.5f} "
         f"(features up to {np.max(np.abs(full)):.2f}); logistic regression test accuracy full "
         f"{scores['full']:.1f} %, draft {scores['draft']:.1f} % (N={int((split == 'test').sum())}); "
         f"extraction {len(records) / full_s:.0f} vs {len(records) / draft_s:.0f} images/s"

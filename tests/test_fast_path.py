@@ -262,3 +262,41 @@ def test_events_show_the_export_phase_before_done(trained) -> None:
     lines = trained["litert"].events_path.read_text().splitlines()
     phases = [e["phase"] for e in map(json.loads, lines) if e["event"] == "phase"]
     assert phases[-2:] == ["export", "done"]
+
+
+class _CountingRuntime:
+    """The real runtime, recording the batch sizes it is given (a spy, not a stub)."""
+
+    def __init__(self, inner: runtime.FeatureRuntime) -> None:
+        self.inner = inner
+        self.batch_sizes: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def features(self, batch: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(len(batch))
+        return self.inner.features(batch)
+
+
+@pytest.mark.slow
+def test_augmented_training_computes_features_on_the_same_litert_runtime(tmp_path, monkeypatch) -> None:
+    spies: list[_CountingRuntime] = []
+    real_loader = backbones.load_feature_runtime
+
+    def load(*args: Any, **kwargs: Any) -> _CountingRuntime:
+        spies.append(_CountingRuntime(real_loader(*args, **kwargs)))
+        return spies[-1]
+
+    monkeypatch.setattr(backbones, "load_feature_runtime", load)
+    data = write_class_folders(tmp_path / "data", {"red": 5, "green": 5})
+    config = TrainConfig(
+        image_dir=str(data), architecture=BACKBONE, image_size=TRAIN_SIZE, flip_left_right=True,
+        how_many_training_steps=3, train_batch_size=7, testing_percentage=20,
+        validation_percentage=20, seed=3, bottleneck_dir=str(tmp_path / "bottlenecks"),
+    )  # fmt: skip
+    run = RunDir.create(tmp_path / "runs", backbone=BACKBONE)
+    retrain(config, run)
+    assert [spy.runtime for spy in spies] == ["litert"]
+    assert spies[0].batch_sizes.count(7) == 3  # one augmented batch per step
+    assert run.read_config()["runtime"] == "litert"
