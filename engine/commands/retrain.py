@@ -54,9 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--fine_tune_blocks", type=int, default=0, help="unfreeze the last N backbone blocks")
     add("--fine_tune_learning_rate", type=float, default=_DEFAULTS.fine_tune_learning_rate)
     add("--seed", type=int, help="makes the run reproducible")
-    add("--runtime", choices=RUNTIMES, default=_DEFAULTS.runtime, help="feature runtime to prefer")
+    add("--runtime", choices=RUNTIMES, default=_DEFAULTS.runtime,
+        help="feature runtime to prefer (tensorflow also decodes with tf.data)")  # fmt: skip
     add("--random_weights", action="store_true", help=argparse.SUPPRESS)  # tests only
-    add("--export", action="store_true", help="also export SavedModel and TFLite (float, int8)")
+    add("--export", action="store_true",
+        help="also export SavedModel and int8 TFLite (float TFLite is always written)")  # fmt: skip
     parser.set_defaults(func=run_retrain)
 
 
