@@ -4,9 +4,9 @@ retrain.py called the network once per image and kept one text file per image.
 Here decoding and resizing run in a thread pool (PIL releases the GIL while it
 decodes and resamples; large JPEGs decode in draft mode at a reduced scale) a
 few batches ahead of the feature runtime, which sees whole batches. A runtime
-with `concurrency > 1` (LiteRT: one interpreter per core) gets that many
-batches at once; LiteRT releases the GIL while it computes, so decoding,
-inference and cache writes overlap.
+with `concurrency` above 1 (LiteRT: one interpreter per core on a small
+machine) gets that many batches at once; LiteRT releases the GIL while it
+computes, so decoding, inference and cache writes overlap.
 
 `decoder="tf"` swaps the PIL decode for a `tf.data` pipeline (parallel
 `decode_and_crop_jpeg`, the same central crop, TensorFlow's antialiased resize,
@@ -439,8 +439,9 @@ def extract_bottlenecks(
     """Features for every record: from the cache when there, else computed in batches.
 
     Images that cannot be decoded are skipped and listed, the rest go on.
-    Decoding runs ahead of the runtime; a runtime whose `concurrency` is above
-    1 computes that many batches at once.
+    Decoding runs ahead of the runtime; a runtime whose `concurrency` is
+    above 1 computes that many batches at once, and the next batch is
+    always queued while the oldest is stored.
 
     Args:
         records: `ImageRecord`s (need `path`, `rel_path`, `sha256`).
@@ -533,9 +534,9 @@ def extract_bottlenecks(
                 if batch is None:
                     continue
                 in_flight.append((indices, compute.submit(runtime.features, batch)))
-                # Finish the oldest batch once `parallel` are running: results
-                # come back in order, and decoding stays a few batches ahead.
-                while len(in_flight) >= parallel:
+                # One batch more than the runtime runs at once stays queued, so it
+                # never waits while the oldest is stored; results come back in order.
+                while len(in_flight) > parallel:
                     done_indices, future = in_flight.popleft()
                     finish(done_indices, np.asarray(future.result(), dtype=np.float32))
             while in_flight:

@@ -29,6 +29,7 @@ import queue
 import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ from engine.backbones import (
 from engine.errors import StudioError
 
 RUNTIMES = ("litert", "tensorflow")
+# Below this many images per interpreter, splitting a batch costs more than it gains.
+_MIN_CHUNK = 4
 PARITY_TOLERANCE = 1e-4
 PARITY_IMAGES_DIR = Path(__file__).resolve().parent / "data" / "parity"
 _RUNTIME_FORMAT_VERSION = 1
@@ -141,11 +144,14 @@ class TensorFlowFeatureRuntime(FeatureRuntime):
 class LiteRTFeatureRuntime(FeatureRuntime):
     """A float `.tflite` feature extractor run by LiteRT (XNNPACK).
 
-    Several threads may call `features` at once: each call borrows one of up
-    to `instances` interpreters (created on first need), so batches run side by
-    side. On a small machine, one single-threaded interpreter per core keeps
-    every core busy without the barrier waits of a multi-threaded interpreter
-    sharing cores with image decoding (see bench/bench_fast_path.py).
+    With `instances` above 1, several threads may call `features` at once,
+    each on an interpreter of its own (created on first need), and a lone
+    call splits its batch across the idle ones. On a small machine, one
+    single-threaded interpreter per core, each on its own batch, beats one
+    interpreter with a thread per core while images are decoded on the same
+    cores: XNNPACK's threads wait for each other after every operator, and a
+    decode thread holding a core stalls them all (see bench/bench_fast_path.py
+    --sweep for the figures).
 
     Args:
         backbone: the `Backbone`.
@@ -153,7 +159,7 @@ class LiteRTFeatureRuntime(FeatureRuntime):
         model_path: the `.tflite` file; or None with `model_content`.
         model_content: the `.tflite` bytes. Defaults to None.
         num_threads: threads per interpreter. Defaults to `os.cpu_count()`.
-        instances: interpreters that may run at once. Defaults to 1.
+        instances: interpreters a batch may be split across. Defaults to 1.
         notice: a note to pass on. Defaults to None.
 
     Raises:
@@ -184,33 +190,68 @@ class LiteRTFeatureRuntime(FeatureRuntime):
         self.concurrency = instances
         self._model_content = model_content
         self._idle: queue.SimpleQueue[_Interpreter] = queue.SimpleQueue()
-        self._created = 0
-        self._create_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._helpers: ThreadPoolExecutor | None = None
+        self._active = 0
         # One interpreter up front: a bad file fails here, and the output size is known.
-        first = self._new_interpreter()
+        first = _Interpreter(self.model_path, model_content, self.num_threads)
+        self._created = 1
         self._set_output_size(first.output_size)
         self._idle.put(first)
 
-    def _new_interpreter(self) -> _Interpreter:
-        with self._create_lock:
-            self._created += 1
-        return _Interpreter(self.model_path, self._model_content, self.num_threads)
-
-    def _borrow(self) -> _Interpreter:
+    def _borrow(self, *, wait: bool) -> _Interpreter | None:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
-        with self._create_lock:
+        with self._lock:
             room = self._created < self.concurrency
-        return self._new_interpreter() if room else self._idle.get()
+            if room:
+                self._created += 1
+        if room:
+            return _Interpreter(self.model_path, self._model_content, self.num_threads)
+        return self._idle.get() if wait else None
+
+    def _helper_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._helpers is None:
+                self._helpers = ThreadPoolExecutor(
+                    max_workers=max(1, self.concurrency - 1), thread_name_prefix="litert"
+                )
+            return self._helpers
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        interpreter = self._borrow()
+        with self._lock:
+            self._active += 1
+            alone = self._active == 1
+        own = self._borrow(wait=True)
+        assert own is not None
+        helpers: list[_Interpreter] = []
         try:
-            return interpreter.run(batch)
+            # A lone caller gets every idle interpreter; callers running side by side
+            # (extract_bottlenecks) keep one each, so no batch waits on another's half.
+            while (
+                alone
+                and len(helpers) + 1 < self.concurrency
+                and len(batch) >= (len(helpers) + 2) * _MIN_CHUNK
+                and (helper := self._borrow(wait=False)) is not None
+            ):
+                helpers.append(helper)
+            if not helpers:
+                return own.run(batch)
+            chunks = np.array_split(batch, len(helpers) + 1)
+            pool = self._helper_pool()
+            futures = [
+                pool.submit(helper.run, np.ascontiguousarray(chunk))
+                for helper, chunk in zip(helpers, chunks[1:], strict=True)
+            ]
+            first = own.run(np.ascontiguousarray(chunks[0]))
+            return np.concatenate([first, *(future.result() for future in futures)])
         finally:
-            self._idle.put(interpreter)
+            for interpreter in (own, *helpers):
+                self._idle.put(interpreter)
+            with self._lock:
+                self._active -= 1
 
 
 class _Interpreter:
@@ -239,6 +280,24 @@ class _Interpreter:
         self._interpreter.invoke()  # releases the GIL: decoding goes on meanwhile
         # get_tensor copies, so the next run cannot overwrite what the caller holds.
         return self._interpreter.get_tensor(self._output_index)
+
+
+def feature_layout(cores: int | None = None) -> dict[str, int]:
+    """How a LiteRT feature extractor spreads over the cores: interpreters x threads each.
+
+    Two interpreters run batches side by side; the cores are shared out
+    between them (2 cores: 2 x 1 thread; 8 cores: 2 x 4). More interpreters
+    would each hold a batch's activations (about 150 MB at 224 px, batch 32).
+
+    Args:
+        cores: the cores to use. Defaults to `os.cpu_count()`.
+
+    Returns:
+        `{"instances": ..., "num_threads": ...}` for `LiteRTFeatureRuntime`.
+    """
+    cores = max(1, cores or os.cpu_count() or 1)
+    instances = min(cores, 2)
+    return {"instances": instances, "num_threads": max(1, cores // instances)}
 
 
 def convert_to_tflite(model: Any) -> bytes:
@@ -427,11 +486,13 @@ def _load_runtime(
     if prefer == "tensorflow":
         return TensorFlowFeatureRuntime(backbone, size, builder(name, input_size=size, weights=weights))
 
+    # Features come in big batches (split across interpreters); ImageNet labels one photo at a time.
+    layout = feature_layout() if kind == "features" else {}
     cached = tflite_cache_path(backbone, size, kind=kind) if weights == "imagenet" else None
     if cached is not None:
         verdict = _read_verdict(_verdict_path(cached))
         if verdict is not None and verdict["ok"] and cached.is_file():
-            return LiteRTFeatureRuntime(backbone, size, cached)
+            return LiteRTFeatureRuntime(backbone, size, cached, **layout)
         if verdict is not None and not verdict["ok"]:
             model = builder(name, input_size=size, weights=weights)
             return TensorFlowFeatureRuntime(
@@ -453,7 +514,7 @@ def _load_runtime(
             fsutil.atomic_write_bytes(cached, content)
         fsutil.atomic_write_json(_verdict_path(cached), verdict)
         if lite is not None:
-            return LiteRTFeatureRuntime(backbone, size, cached)
+            return LiteRTFeatureRuntime(backbone, size, cached, **layout)
     if lite is not None:
         lite.source_model = model  # uncached (random) weights: keep the twin for comparisons
         return lite

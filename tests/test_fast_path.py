@@ -168,27 +168,48 @@ def test_decoders_keep_separate_caches(lite) -> None:
     assert by_pil != by_tf
 
 
-def test_litert_interpreters_run_batches_side_by_side_with_the_same_features(photos, lite) -> None:
+def test_a_batch_split_across_interpreters_gives_the_same_features(photos, lite) -> None:
+    one = _prepared_pil(photos, lite.backbone, lite.input_size, draft=True)
+    batch = np.concatenate([one, one[::-1]])  # 8 images: two chunks of 4
+    single = runtime.LiteRTFeatureRuntime(lite.backbone, lite.input_size, lite.model_path)
+    pair = runtime.LiteRTFeatureRuntime(
+        lite.backbone, lite.input_size, lite.model_path, instances=2, num_threads=1
+    )
+    split = pair.features(batch)
+    assert pair._created == 2  # the second interpreter took half of the batch
+    assert np.max(np.abs(split - single.features(batch))) < runtime.PARITY_TOLERANCE
+
+
+def test_litert_runtime_serves_threads_calling_at_once(photos, lite) -> None:
     batch = _prepared_pil(photos, lite.backbone, lite.input_size, draft=True)
     pair = runtime.LiteRTFeatureRuntime(
         lite.backbone, lite.input_size, lite.model_path, instances=2, num_threads=1
     )
-    expected = lite.features(batch)
+    expected = pair.features(batch)
     results: list[np.ndarray] = []
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(4)
 
     def call() -> None:
         barrier.wait()
         results.append(pair.features(batch))
 
-    threads = [threading.Thread(target=call) for _ in range(2)]
+    threads = [threading.Thread(target=call) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert pair._created == 2  # both interpreters were used
+    assert len(results) == 4 and pair._created == 2
     for got in results:
-        assert np.max(np.abs(got - expected)) < runtime.PARITY_TOLERANCE
+        assert np.array_equal(got, expected)
+
+
+def test_feature_layout_shares_the_cores_between_two_interpreters() -> None:
+    layouts = {cores: runtime.feature_layout(cores) for cores in (1, 2, 8)}
+    assert layouts == {
+        1: {"instances": 1, "num_threads": 1},
+        2: {"instances": 2, "num_threads": 1},
+        8: {"instances": 2, "num_threads": 4},
+    }
 
 
 @pytest.mark.parametrize(
