@@ -164,7 +164,11 @@ def export_run(
     try:
         saved_model = scratch / "saved_model"
         model = keras.saving.load_model(run.model_path, compile=False)
-        model.export(str(saved_model), format="tf_saved_model", verbose=False)
+        # The float TFLite alone (what every run writes) converts straight from
+        # Keras: about 3 s less than writing a SavedModel first.
+        needs_saved_model = "saved_model" in formats or "tflite_int8" in formats
+        if needs_saved_model:
+            model.export(str(saved_model), format="tf_saved_model", verbose=False)
         if "saved_model" in formats:
             target = export_dir / _FILE_NAMES["saved_model"]
             with fsutil.atomic_path(target) as tmp:
@@ -173,7 +177,12 @@ def export_run(
             tracker.advance()
         if "tflite" in formats:
             target = export_dir / _FILE_NAMES["tflite"]
-            _convert_tflite(saved_model, target, None)
+            if needs_saved_model:
+                _convert_tflite(saved_model, target, None)
+            else:
+                from engine.runtime import convert_to_tflite
+
+                fsutil.atomic_write_bytes(target, convert_to_tflite(model))
             results["tflite"] = _score(LiteModel(target), test_images, truth, target)
             tracker.advance()
         if "tflite_int8" in formats:
