@@ -76,6 +76,21 @@ def test_finished_job_shows_accuracy_confusion_matrix_and_downloads(registry) ->
     assert sorted(labels) == ["labels.txt", "model.tflite", "saved_model.zip"]
 
 
+def test_finished_job_shows_its_runtime_and_what_each_export_costs(registry) -> None:
+    app = start(open_page("train"), steps=3)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
+    app.run()
+    assert not app.exception
+    assert any("Features computed on **LiteRT**" in c.value for c in app.caption)
+    assert any("What each exported model costs" in m.value for m in app.markdown)
+    per_class, scored = (frame.value for frame in app.dataframe)
+    assert list(scored["model"]) == ["Keras (model.keras)", "TFLite float", "TFLite int8"]
+    assert list(scored["size (MB)"]) == [5.0, 4.0, 1.0]
+    assert scored["test accuracy"].iloc[2] < scored["test accuracy"].iloc[0]
+    assert list(per_class["label"]) == ["daisy", "roses"]
+
+
 def test_second_tab_reattaches_to_the_running_job_instead_of_starting_another(registry, gate) -> None:
     start(open_page("train"), steps=3)
     (run_id,) = home_runs(registry.runs_dir.parent)

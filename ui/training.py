@@ -21,6 +21,14 @@ from ui.follow import Followed, time_left
 from ui.render import confusion_figure, render_chart, render_curves, render_split_inputs
 
 PER_CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
+# report.json keys of the models a run scores on its test split, in display order.
+SCORED_MODELS = {
+    "keras": "Keras (model.keras)",
+    "saved_model": "SavedModel",
+    "tflite": "TFLite float",
+    "tflite_int8": "TFLite int8",
+}
+RUNTIME_NAMES = {"litert": "LiteRT", "tensorflow": "TensorFlow"}
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,7 @@ def render_report(run: Any) -> None:
     st.metric(
         "Final test accuracy", f"{report['accuracy']:.1%}", help=f"on {report['count']} test photos"
     )
+    render_runtime(run.read_config())
     left, right = st.columns(2)
     per_class = pd.DataFrame(report["per_class"], columns=PER_CLASS_COLUMNS)
     left.dataframe(per_class, hide_index=True, key="train_per_class")
@@ -204,7 +213,60 @@ def render_report(run: Any) -> None:
         st.image([png for png, _ in gallery], caption=[c for _, c in gallery], width=120)
     elif not misses:
         st.caption("None.")
+    scored = scored_models_frame(report)
+    if len(scored) > 1:
+        st.markdown("**What each exported model costs** (scored on the same test photos)")
+        st.dataframe(
+            scored,
+            hide_index=True,
+            key="train_scored_models",
+            column_config={
+                "test accuracy": st.column_config.NumberColumn(format="percent"),
+                "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+                "latency (ms, 1 photo)": st.column_config.NumberColumn(format="%.1f"),
+            },
+        )
     render_downloads(run)
+
+
+def render_runtime(config: dict[str, Any]) -> None:
+    """Which runtime computed the features, and a warning when it fell back to TensorFlow.
+
+    Args:
+        config: the run's config.json.
+    """
+    runtime = config.get("runtime")
+    if runtime:
+        decoder = config.get("bottleneck_decoder")
+        st.caption(
+            f"Features computed on **{RUNTIME_NAMES.get(runtime, runtime)}**"
+            + (f" (decoding with {decoder})" if decoder else "")
+        )
+    if config.get("runtime_notice"):
+        st.warning(f"LiteRT was not used: {config['runtime_notice']}", icon=":material/info:")
+
+
+def scored_models_frame(report: dict[str, Any]) -> pd.DataFrame:
+    """The Keras model and every export, side by side: test accuracy, size, single-photo latency.
+
+    Args:
+        report: the run's report.json.
+
+    Returns:
+        One row per scored model, in `SCORED_MODELS` order; models without figures are left out.
+    """
+    figures = {"keras": report.get("keras", {}), **report.get("exports", {})}
+    rows = [
+        {
+            "model": name,
+            "test accuracy": figures[key]["accuracy"],
+            "size (MB)": figures[key]["size_bytes"] / 1e6 if figures[key].get("size_bytes") else None,
+            "latency (ms, 1 photo)": figures[key].get("latency_ms"),
+        }
+        for key, name in SCORED_MODELS.items()
+        if figures.get(key, {}).get("accuracy") is not None
+    ]
+    return pd.DataFrame(rows, columns=["model", "test accuracy", "size (MB)", "latency (ms, 1 photo)"])
 
 
 def render_downloads(run: Any) -> None:
