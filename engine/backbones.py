@@ -381,8 +381,10 @@ def _lite0_model(size: int, *, top: bool, weights: str | None) -> Any:
     if top:
         network.name = f"{DEFAULT_BACKBONE}_imagenet"
         return network
+    # network.input (one tensor), not network.inputs (a list): a list makes Keras
+    # warn on every call with a plain tensor that the input structure differs.
     return keras.Model(
-        network.inputs, network.get_layer("avg_pool").output, name=f"{DEFAULT_BACKBONE}_features"
+        network.input, network.get_layer("avg_pool").output, name=f"{DEFAULT_BACKBONE}_features"
     )
 
 
