@@ -11,6 +11,15 @@ from engine.training import CLASS_WEIGHTS, LR_SCHEDULES, RUNTIMES, TrainConfig
 _DEFAULTS = TrainConfig()
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows real defaults in --help; leaves out None and on/off flags, where it says nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `retrain` command.
 
@@ -23,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Retrain a softmax layer on a pretrained backbone's features (flag names "
         "as in TensorFlow's retrain.py). Writes a run folder with the model, labels, events, "
         "report and TensorBoard logs.",
+        formatter_class=_DefaultsShown,
     )
     add = parser.add_argument
     add("--image_dir", help="folder with one sub-folder of images per class (default: the demo set)")
@@ -34,25 +44,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--bottleneck_dir", help="folder for the bottleneck cache")
     add("--runs_dir", help="where run folders are created (default: the studio's runs folder)")
     add("--run_dir", help="use this already created run folder (the job runner passes it)")
-    add("--how_many_training_steps", type=int, default=_DEFAULTS.how_many_training_steps)
+    add("--how_many_training_steps", type=int, default=_DEFAULTS.how_many_training_steps,
+        help="training steps; each step uses one random batch of --train_batch_size photos")  # fmt: skip
     add("--epochs", type=float, help="train this many passes over the training split instead")
-    add("--learning_rate", type=float, default=_DEFAULTS.learning_rate)
-    add("--lr_schedule", choices=LR_SCHEDULES, default=_DEFAULTS.lr_schedule)
-    add("--testing_percentage", type=int, default=_DEFAULTS.testing_percentage)
-    add("--validation_percentage", type=int, default=_DEFAULTS.validation_percentage)
-    add("--eval_step_interval", type=int, default=_DEFAULTS.eval_step_interval)
-    add("--train_batch_size", type=int, default=_DEFAULTS.train_batch_size)
+    add("--learning_rate", type=float, default=_DEFAULTS.learning_rate,
+        help="gradient descent step size for the new layer")  # fmt: skip
+    add("--lr_schedule", choices=LR_SCHEDULES, default=_DEFAULTS.lr_schedule,
+        help="constant, or cosine decay to 0 over the run")  # fmt: skip
+    add("--testing_percentage", type=int, default=_DEFAULTS.testing_percentage,
+        help="share of each class held out for the final test")  # fmt: skip
+    add("--validation_percentage", type=int, default=_DEFAULTS.validation_percentage,
+        help="share of each class used for validation during training")  # fmt: skip
+    add("--eval_step_interval", type=int, default=_DEFAULTS.eval_step_interval,
+        help="validate every this many steps")  # fmt: skip
+    add("--train_batch_size", type=int, default=_DEFAULTS.train_batch_size,
+        help="photos per training step")  # fmt: skip
     add("--test_batch_size", type=int, default=_DEFAULTS.test_batch_size, help="-1 = all")
     add("--validation_batch_size", type=int, default=_DEFAULTS.validation_batch_size, help="-1 = all")
-    add("--dropout", type=float, default=_DEFAULTS.dropout)
-    add("--class_weights", choices=CLASS_WEIGHTS, default=_DEFAULTS.class_weights)
-    add("--print_misclassified_test_images", action="store_true")
-    add("--flip_left_right", action="store_true")
-    add("--random_crop", type=int, default=0, help="percent")
-    add("--random_scale", type=int, default=0, help="percent")
-    add("--random_brightness", type=int, default=0, help="percent")
+    add("--dropout", type=float, default=_DEFAULTS.dropout,
+        help="dropout rate before the new layer (0 = none)")  # fmt: skip
+    add("--class_weights", choices=CLASS_WEIGHTS, default=_DEFAULTS.class_weights,
+        help="balanced weighs rare classes up, for imbalanced data")  # fmt: skip
+    add("--print_misclassified_test_images", action="store_true",
+        help="list every test photo the model got wrong")  # fmt: skip
+    add("--flip_left_right", action="store_true",
+        help="augment: mirror half the photos (bypasses the bottleneck cache: slower)")  # fmt: skip
+    add("--random_crop", type=int, default=0, help="augment: crop margin, percent")
+    add("--random_scale", type=int, default=0, help="augment: scale change, percent")
+    add("--random_brightness", type=int, default=0, help="augment: brightness change, percent")
     add("--fine_tune_blocks", type=int, default=0, help="unfreeze the last N backbone blocks")
-    add("--fine_tune_learning_rate", type=float, default=_DEFAULTS.fine_tune_learning_rate)
+    add("--fine_tune_learning_rate", type=float, default=_DEFAULTS.fine_tune_learning_rate,
+        help="step size for the unfrozen backbone blocks (keep it low)")  # fmt: skip
     add("--seed", type=int, help="makes the run reproducible")
     add("--runtime", choices=RUNTIMES, default=_DEFAULTS.runtime,
         help="feature runtime to prefer (tensorflow also decodes with tf.data)")  # fmt: skip
