@@ -408,16 +408,7 @@ def build_feature_extractor(
         StudioError: unknown name, size or weights value, or weights that are
             unavailable (the message says which file to put where).
     """
-    backbone = get_backbone(name)
-    size = backbone._size(input_size)
-    _check_weights(weights)
-    if backbone.family == "efficientnet_lite":
-        model = _lite0_model(size, top=False, weights=weights)
-    else:
-        base = _keras_base(backbone, size, top=False, weights=weights)
-        model = _wrap_keras_app(backbone, base, size, name=f"{backbone.name}_features")
-    model.trainable = False
-    return model
+    return _build_frozen(name, input_size, weights, top=False)
 
 
 def build_imagenet_classifier(
@@ -437,14 +428,20 @@ def build_imagenet_classifier(
     Raises:
         StudioError: as `build_feature_extractor`.
     """
+    return _build_frozen(name, input_size, weights, top=True)
+
+
+def _build_frozen(name: str, input_size: int | None, weights: str | None, *, top: bool) -> Any:
+    """The backbone, frozen, uint8 in: features (`top=False`) or ImageNet probabilities."""
     backbone = get_backbone(name)
     size = backbone._size(input_size)
     _check_weights(weights)
     if backbone.family == "efficientnet_lite":
-        model = _lite0_model(size, top=True, weights=weights)
+        model = _lite0_model(size, top=top, weights=weights)
     else:
-        base = _keras_base(backbone, size, top=True, weights=weights)
-        model = _wrap_keras_app(backbone, base, size, name=f"{backbone.name}_imagenet")
+        base = _keras_base(backbone, size, top=top, weights=weights)
+        suffix = "imagenet" if top else "features"
+        model = _wrap_keras_app(backbone, base, size, name=f"{backbone.name}_{suffix}")
     model.trainable = False
     return model
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from PIL import Image
 
 from engine import backbones
 from engine.errors import StudioError
+
+from .loopback import serve_on_loopback
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED_NAMES = [
@@ -114,15 +115,8 @@ def weights_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A local HTTP server standing in for Keras' download site; yields (base URL, served root)."""
     root = tmp_path / "site"
     root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_on_loopback(functools.partial(_QuietHandler, directory=str(root))) as url:
+        yield url, root
 
 
 @pytest.mark.slow

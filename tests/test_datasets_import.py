@@ -9,7 +9,6 @@ import os
 import re
 import stat
 import tarfile
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from engine.errors import StudioError
 from engine.progress import Progress
 
 from .factories import image_bytes, make_image
+from .loopback import serve_on_loopback
 
 # ---------------------------------------------------------------- local folder
 
@@ -225,15 +225,8 @@ def server() -> Iterator[tuple[str, _Archive]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/flower_photos.tgz", archive
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with serve_on_loopback(Handler) as url:
+        yield f"{url}/flower_photos.tgz", archive
 
 
 def _flower_tgz() -> bytes:
