@@ -128,7 +128,13 @@ def render_train_settings(
         bright = aug[3].slider(
             "Random brightness %", 0, 50, defaults.random_brightness, key="train_bright"
         )
-        export = st.checkbox("Export SavedModel and TFLite at the end", True, key="train_export")
+        export = st.checkbox(
+            "Also export a SavedModel and an int8 TFLite model",
+            True,
+            key="train_export",
+            help="Every run writes model.keras and a float TFLite model (what Predict uses). "
+            "This adds the SavedModel and the int8 model, each scored on the test photos.",
+        )
         submitted = st.form_submit_button(
             "Start training", type="primary", icon=":material/play_arrow:", disabled=disabled
         )

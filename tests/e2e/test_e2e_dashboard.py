@@ -74,7 +74,7 @@ def test_training_advances_live_and_a_reload_reattaches(page, server) -> None:
     fill_number(page, "Batch size", 8)
     fill_number(page, "Eval every (steps)", 20)
     page.get_by_text("Flip left-right").click()
-    page.get_by_text("Export SavedModel and TFLite at the end").click()
+    page.get_by_text("Also export a SavedModel and an int8 TFLite model").click()
     page.get_by_role("button", name="Start training").click()
 
     wait_until(lambda: current_step(page) > 0, timeout_s=TRAIN_TIMEOUT_MS / 1000, what="the first step")
@@ -97,7 +97,10 @@ def test_training_advances_live_and_a_reload_reattaches(page, server) -> None:
     wait_for_idle(page)
     expect(page.get_by_role("button", name="Cancel training")).to_have_count(0)
     expect(page.get_by_role("button", name="labels.txt")).to_be_visible()
-    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    # the per-class table, then what each exported model costs
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
+    expect(page.get_by_text("What each exported model costs")).to_be_visible()
+    expect(page.get_by_text("Features computed on LiteRT")).to_be_visible()
     screenshot(page, "train-report")
 
 
