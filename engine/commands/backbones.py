@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from engine import backbones
+from engine.commands._table import format_table
 from engine.errors import StudioError
 
 DEFAULT_TOP_K = 5
@@ -57,21 +58,6 @@ def register(subparsers: Any) -> None:
         help="run the network on LiteRT (default; falls back to TensorFlow if it cannot) or TensorFlow",
     )
     label.set_defaults(func=run_imagenet)
-
-
-def format_table(rows: list[list[str]]) -> str:
-    """Rows of cells as aligned columns, the first row being the header.
-
-    Args:
-        rows: the header row, then the data rows.
-
-    Returns:
-        The table, one line per row.
-    """
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
 
 
 def run_backbones(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from engine.commands._table import format_table
 from engine.progress import TerminalBar
 
 if TYPE_CHECKING:
@@ -107,17 +108,6 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0 if dataset.trainable else 2
 
 
-def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        cells = [
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        out.write("  " + "  ".join(cells).rstrip() + "\n")
-        if n == 0:
-            out.write("  " + "  ".join("-" * w for w in widths) + "\n")
-
-
 def print_report(dataset: Dataset, out: TextIO) -> None:
     """Print a `Dataset` as the `inspect` command does.
 
@@ -145,7 +135,7 @@ def print_report(dataset: Dataset, out: TextIO) -> None:
                 *(str(len(dataset.split(s))) for s in ("train", "validation", "test")),
             ]
         )
-        _table(rows, out)
+        out.write(format_table(rows, right_align_from=2, rule=True, indent="  ") + "\n")
     stats = dataset.stats
     if stats.get("formats"):
         formats = ", ".join(f"{k} {v}" for k, v in stats["formats"].items())

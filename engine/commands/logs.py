@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from engine.commands._table import format_table
 from engine.progress import format_duration
 
 
@@ -121,9 +122,7 @@ def _runs(args: argparse.Namespace) -> int:
         for s in summaries
     ]
     header = ("RUN", "STATUS", "ARCHITECTURE", "TEST ACC", "STEPS", "TIME", "DATASET")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    print(format_table([header, *rows]))
     for s in summaries:
         if s.status == "failed" and s.error:
             print(f"\n{s.run_id} failed: {s.error}")
