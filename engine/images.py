@@ -15,11 +15,13 @@ image is: its *content* (JPEG, PNG, GIF, BMP, WebP, TIFF), never its extension.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -163,6 +165,17 @@ def _open(source: ImageSource) -> tuple[Image.Image, IO[bytes]]:
     return image, stream
 
 
+@contextlib.contextmanager
+def _header(source: ImageSource) -> Iterator[Image.Image]:
+    """`_open` for a header-only read: the image and our own stream are closed after."""
+    image, stream = _open(source)
+    try:
+        yield image
+    finally:
+        image.close()
+        _close_if_ours(stream, source)
+
+
 def _is_empty_stream(stream: IO[bytes]) -> bool:
     try:
         stream.seek(0, io.SEEK_END)
@@ -203,12 +216,8 @@ def probe_image(source: ImageSource) -> ImageInfo:
         ImageError: empty file, not an image, unsupported format, or a header
             claiming more than `MAX_PIXELS` pixels.
     """
-    image, stream = _open(source)
-    try:
+    with _header(source) as image:
         return _info(image)
-    finally:
-        image.close()
-        _close_if_ours(stream, source)
 
 
 def exif_orientation(source: ImageSource) -> int:
@@ -223,12 +232,8 @@ def exif_orientation(source: ImageSource) -> int:
     Raises:
         ImageError: the file cannot be opened as an image (see `probe_image`).
     """
-    image, stream = _open(source)
-    try:
+    with _header(source) as image:
         return _orientation(image)
-    finally:
-        image.close()
-        _close_if_ours(stream, source)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
