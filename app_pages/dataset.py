@@ -5,17 +5,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from engine import datasets
-from engine.errors import StudioError
-from engine.paths import datasets_dir
+from engine.core.errors import StudioError
+from engine.core.paths import datasets_dir
+from engine.data.download import download_flower_photos
+from engine.data.sources import import_zip, resolve_local_folder
 from ui import cached, state
-from ui.render import (
-    progress_callback,
-    render_chart,
-    render_sample_grid,
-    render_split_inputs,
-    split_counts_figure,
-)
+from ui.figures import split_counts_figure
+from ui.render import progress_callback, render_chart, render_sample_grid, render_split_inputs
 
 SOURCES = ("Demo", "Local folder", "Upload a zip", "Download flower_photos")
 ZIPS_KEY = "imported_zips"
@@ -34,7 +30,7 @@ def render_source() -> tuple[Path | None, str]:
             key="dataset_local_path",
             placeholder="/home/me/photos",
         ).strip()
-        return (datasets.resolve_local_folder(typed), typed) if typed else (None, "")
+        return (resolve_local_folder(typed), typed) if typed else (None, "")
     if source == "Upload a zip":
         upload = st.file_uploader("Zip of class folders", type=["zip"], key="dataset_zip")
         if upload is None:
@@ -43,7 +39,7 @@ def render_source() -> tuple[Path | None, str]:
         if upload.file_id not in imported:
             done = progress_callback(f"Importing {upload.name}")
             imported[upload.file_id] = str(
-                datasets.import_zip(upload, name=Path(upload.name).stem, progress=done)
+                import_zip(upload, name=Path(upload.name).stem, progress=done)
             )
         return Path(imported[upload.file_id]), f"zip: {upload.name}"
     existing = datasets_dir() / "flower_photos"
@@ -52,7 +48,7 @@ def render_source() -> tuple[Path | None, str]:
     st.caption("About 220 MB from download.tensorflow.org: 3,670 photos of 5 kinds of flowers.")
     if st.button("Download flower_photos", key="dataset_download", icon=":material/download:"):
         done = progress_callback("Downloading flower_photos")
-        return datasets.download_flower_photos(progress=done), "flower_photos"
+        return download_flower_photos(progress=done), "flower_photos"
     return None, ""
 
 

@@ -5,13 +5,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from engine import runs
-from engine.errors import ImageError, StudioError
+from engine.core.errors import ImageError, StudioError
+from engine.runs.listing import list_runs
 from ui import cached, state
-from ui.render import probability_figure, render_chart
+from ui.figures import probability_figure
+from ui.render import render_chart
 
 st.title("Predict")
-finished = [r for r in runs.list_runs() if r.status == "done"]
+finished = [r for r in list_runs() if r.status == "done"]
 if not finished:
     st.info("No finished run yet: train one on the Train page.", icon=":material/info:")
     st.stop()

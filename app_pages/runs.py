@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from engine import runs
-from engine.errors import StudioError
+from engine.core.errors import StudioError
+from engine.runs.listing import RunSummary, delete_run, list_runs
 from ui import cached, state
 from ui.render import render_curves
 
@@ -18,19 +18,19 @@ SETTINGS = {
 }
 
 
-def settings_text(run: runs.RunSummary) -> str:
+def settings_text(run: RunSummary) -> str:
     """A short `steps=… lr=…` summary of a run's config.json."""
     config = run.run.read_config()
     return " ".join(f"{short}={config[key]}" for key, short in SETTINGS.items() if key in config)
 
 
-def steps_of(run: runs.RunSummary) -> pd.DataFrame:
+def steps_of(run: RunSummary) -> pd.DataFrame:
     """The run's step table (cached until its events grow)."""
     return cached.run_steps(str(run.path), cached.file_size(run.run.events_path))
 
 
 st.title("Runs")
-all_runs = runs.list_runs()
+all_runs = list_runs()
 if not all_runs:
     st.info("No runs yet: start one on the Train page.", icon=":material/info:")
     st.stop()
@@ -81,7 +81,7 @@ if pending:
     if yes.button("Yes, delete it", key="runs_delete_yes", type="primary"):
         st.session_state.pop(CONFIRM_KEY)
         try:
-            runs.delete_run(pending)
+            delete_run(pending)
         except StudioError as error:
             st.error(str(error), icon=":material/error:")
             st.stop()

@@ -3,15 +3,16 @@
 import plotly.express as px
 import streamlit as st
 
-from engine import tensorboard
-from engine.errors import StudioError
-from engine.paths import runs_dir
+from engine.core.errors import StudioError
+from engine.core.paths import runs_dir
+from engine.runs.event_files import inspect_logs, read_scalars
+from engine.runs.tensorboard import running_tensorboards, start_tensorboard, stop_tensorboard
 from ui.render import render_chart
 
 st.title("TensorBoard")
 logdir = runs_dir()
 logdir.mkdir(parents=True, exist_ok=True)
-serving = [p for p in tensorboard.running_tensorboards() if p.logdir == logdir.resolve()]
+serving = [p for p in running_tensorboards() if p.logdir == logdir.resolve()]
 
 if serving:
     server = serving[0]
@@ -19,14 +20,14 @@ if serving:
     open_col, stop_col = st.columns([1, 4])
     open_col.link_button("Open TensorBoard", server.url, icon=":material/open_in_new:")
     if stop_col.button("Stop TensorBoard", key="tb_stop", icon=":material/stop:"):
-        tensorboard.stop_tensorboard(logdir)
+        stop_tensorboard(logdir)
         st.rerun()
 else:
     st.caption(f"Runs folder: {logdir}")
     if st.button("Start TensorBoard", key="tb_start", type="primary", icon=":material/play_arrow:"):
         try:
             with st.spinner("Starting TensorBoard…"):
-                started = tensorboard.start_tensorboard(logdir)
+                started = start_tensorboard(logdir)
         except StudioError as error:
             st.error(str(error), icon=":material/error:")
             st.stop()
@@ -35,14 +36,14 @@ else:
         st.rerun()
 
 st.subheader("Runs and tags")
-tags = tensorboard.inspect_logs(logdir)
+tags = inspect_logs(logdir)
 if not tags:
     st.info("No TensorBoard logs yet: train a run first.", icon=":material/info:")
     st.stop()
 st.dataframe([vars(t) for t in tags], hide_index=True, key="tb_tags")
 
 st.subheader("Scalars")
-scalars = tensorboard.read_scalars(logdir)
+scalars = read_scalars(logdir)
 if scalars.empty:
     st.caption("No scalars in the logs.")
     st.stop()

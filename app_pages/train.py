@@ -2,16 +2,16 @@
 
 import streamlit as st
 
-from engine import runs
-from engine.backbones import DEFAULT_BACKBONE, list_backbones
-from engine.errors import StudioError
-from engine.training import TrainConfig
+from engine.core.errors import StudioError
+from engine.core.runstate import ACTIVE_STATES
+from engine.models.registry import DEFAULT_BACKBONE, list_backbones
+from engine.runs.listing import latest_run
 from ui import cached, state
 from ui.follow import follow
 from ui.render import SPLIT_DEFAULT
-from ui.training import render_backbone_picker, render_live, render_report, render_train_settings
+from ui.train_form import render_backbone_picker, render_train_settings
+from ui.train_report import render_live, render_report
 
-ACTIVE = ("queued", "running")
 SPLIT_KEYS = ("validation_pct", "testing_pct")
 
 st.title("Train")
@@ -36,10 +36,10 @@ for message in blockers:
 with st.expander("Settings", expanded=active is None):
     backbone = render_backbone_picker(list_backbones(), DEFAULT_BACKBONE)
     ready = active is None and backbone.weights_available() and not blockers
-    settings = render_train_settings(backbone, root, TrainConfig(), disabled=not ready)
-if settings is not None:
+    config = render_train_settings(backbone, root, disabled=not ready)
+if config is not None:
     try:
-        job = registry.start(settings.args, architecture=settings.architecture)
+        job = registry.start(config)
     except StudioError as error:
         st.error(str(error), icon=":material/error:")
         st.stop()
@@ -47,7 +47,7 @@ if settings is not None:
     st.rerun()
 
 # this tab's run, else the newest one: a fresh tab still shows the last training
-newest = runs.latest_run(state=None)
+newest = latest_run(state=None)
 run_id = state.selected_run_id() or (newest.run_id if newest else None)
 if run_id is None:
     st.info("Choose the settings and press Start training.", icon=":material/info:")
@@ -71,7 +71,7 @@ def live_view() -> None:
     st.subheader(f"Run {job.run_id}", anchor=False)
     st.markdown(f"{icon} **{now}**", help="queued → running → done | failed | cancelled")
     render_live(followed, now)
-    if now in ACTIVE:
+    if now in ACTIVE_STATES:
         if st.button("Cancel training", key="train_cancel", icon=":material/stop:"):
             job.cancel()
             st.toast("Cancelling: the job stops at its next step.")

@@ -23,12 +23,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from engine import backbones, runtime
+from engine.models.loading import load_feature_runtime
+from engine.models.registry import DEFAULT_BACKBONE
+from engine.models.runtime import FeatureRuntime
 
 BATCH = 32
 
 
-def _measure(loaded: runtime.FeatureRuntime, repeats: int) -> tuple[float, float, float]:
+def _measure(loaded: FeatureRuntime, repeats: int) -> tuple[float, float, float]:
     size = loaded.input_size
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (BATCH, size, size, 3), dtype=np.uint8)
@@ -52,7 +54,7 @@ def _measure(loaded: runtime.FeatureRuntime, repeats: int) -> tuple[float, float
 def main() -> None:
     """Measure and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default=backbones.DEFAULT_BACKBONE)
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     print(
@@ -60,7 +62,7 @@ def main() -> None:
     )
     for prefer in ("tensorflow", "litert"):
         start = time.perf_counter()
-        loaded = backbones.load_feature_runtime(args.backbone, prefer=prefer)
+        loaded = load_feature_runtime(args.backbone, prefer=prefer)
         load_s = time.perf_counter() - start
         rate, p50, p95 = _measure(loaded, args.repeats)
         print(

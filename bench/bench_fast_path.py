@@ -70,18 +70,18 @@ def flower_set(count: int) -> Path:
     """A flower_photos-like folder of `count` JPEGs, 320-500 px a side, drawn once and kept."""
     from PIL import Image
 
-    from engine import _demo_data
+    from engine.data.demo import DEMO_CLASSES, render_demo_image
 
     root = Path(tempfile.gettempdir()) / f"retrain-studio-bench-fastpath-v{FLOWERS_VERSION}-{count}"
     marker = root / ".complete"
     if marker.is_file():
         return root
     shutil.rmtree(root, ignore_errors=True)
-    classes = list(_demo_data.DEMO_CLASSES)
+    classes = list(DEMO_CLASSES)
     rng = np.random.default_rng(6)
     for n in range(count):
         label = classes[n % len(classes)]
-        image = _demo_data.render_demo_image(label, 1000 + n)
+        image = render_demo_image(label, 1000 + n)
         size = (int(rng.integers(MIN_SIDE, MAX_SIDE + 1)), int(rng.integers(MIN_SIDE, MAX_SIDE + 1)))
         folder = root / label
         folder.mkdir(parents=True, exist_ok=True)
@@ -91,9 +91,9 @@ def flower_set(count: int) -> Path:
 
 
 def _records(root: Path) -> list[Any]:
-    from engine import datasets
+    from engine.data.scan import scan_dataset
 
-    return list(datasets.scan_dataset(root, use_cache=False).images)
+    return list(scan_dataset(root, use_cache=False).images)
 
 
 def _best_and_median(rates: list[float]) -> str:
@@ -105,28 +105,29 @@ def _best_and_median(rates: list[float]) -> str:
 
 def bench_extract(records: list[Any], repeats: int, sweep: bool) -> None:
     """End-to-end bottleneck extraction on three paths, interleaved `repeats` times."""
-    from engine import backbones, bottlenecks
+    from engine.data.batches import default_workers
+    from engine.models.loading import load_feature_runtime
+    from engine.models.registry import DEFAULT_BACKBONE
+    from engine.train.bottlenecks import extract_bottlenecks
 
-    name = backbones.DEFAULT_BACKBONE
-    lite = backbones.load_feature_runtime(name, prefer="litert")
-    tf_runtime = backbones.load_feature_runtime(name, prefer="tensorflow")
+    name = DEFAULT_BACKBONE
+    lite = load_feature_runtime(name, prefer="litert")
+    tf_runtime = load_feature_runtime(name, prefer="tensorflow")
     count = len(records)
     print(f"\n== extract: {count} JPEGs, {name} @ {lite.input_size} px, no cache ({_load()})")
     print(
         f"LiteRT layout: {lite.concurrency} interpreter(s) x {lite.num_threads} thread(s); "
-        f"decode threads {bottlenecks._default_workers()}"
+        f"decode threads {default_workers()}"
     )
 
     def per_image_loop() -> None:
         for record in records:
-            image = bottlenecks.load_prepared(record, tf_runtime.backbone, tf_runtime.input_size)
+            image = tf_runtime.backbone.load(record.path, tf_runtime.input_size)
             tf_runtime.features(image[None])
 
     paths: dict[str, Callable[[], Any]] = {
-        "LiteRT (PIL threads, draft)": lambda: bottlenecks.extract_bottlenecks(records, lite),
-        "TF tf.data + batch 32": lambda: bottlenecks.extract_bottlenecks(
-            records, tf_runtime, decoder="tf"
-        ),
+        "LiteRT (PIL threads, draft)": lambda: extract_bottlenecks(records, lite),
+        "TF tf.data + batch 32": lambda: extract_bottlenecks(records, tf_runtime, decoder="tf"),
         "TF per-image loop": per_image_loop,
     }
     # Warm-up: kernels, buffers and tf.data tracing (the per-image loop shares the TF runtime).
@@ -162,12 +163,13 @@ def bench_extract(records: list[Any], repeats: int, sweep: bool) -> None:
 
 def _sweep(records: list[Any], lite: Any, repeats: int) -> None:
     """LiteRT layouts on the same files: interpreters x threads, and decode threads."""
-    from engine import bottlenecks, runtime
+    from engine.models.runtime import LiteRTFeatureRuntime
+    from engine.train.bottlenecks import extract_bottlenecks
 
     print(f"\n-- LiteRT layout sweep ({_load()})")
     layouts = [(1, 2), (2, 1), (1, 1), (2, 2)]
     loaded = {
-        layout: runtime.LiteRTFeatureRuntime(
+        layout: LiteRTFeatureRuntime(
             lite.backbone,
             lite.input_size,
             lite.model_path,
@@ -181,7 +183,7 @@ def _sweep(records: list[Any], lite: Any, repeats: int) -> None:
         for layout, loaded_runtime in loaded.items():
             for workers in (1, 2, 3):
                 start = time.perf_counter()
-                bottlenecks.extract_bottlenecks(records, loaded_runtime, workers=workers)
+                extract_bottlenecks(records, loaded_runtime, workers=workers)
                 rate = len(records) / (time.perf_counter() - start)
                 rates.setdefault((*layout, workers), []).append(rate)
     for (instances, threads, workers), values in rates.items():
@@ -199,8 +201,9 @@ def train_run(
     root: Path, runs: Path, *, runtime: str = "litert", steps: int = 4000, **extra: Any
 ) -> Any:
     """A finished retrain on `root` (export/model.tflite is written by every run)."""
-    from engine.runs import RunDir
-    from engine.training import TrainConfig, retrain
+    from engine.core.rundir import RunDir
+    from engine.train.config import TrainConfig
+    from engine.train.retrain import retrain
 
     run = RunDir.create(runs, backbone="efficientnet_lite0")
     config = TrainConfig(
@@ -215,7 +218,7 @@ def train_run(
 
 def bench_latency(run: Any, images: list[Path], rounds: int) -> None:
     """Warm single-image prediction, LiteRT (model.tflite) vs TensorFlow (model.keras)."""
-    from engine.inference import Predictor
+    from engine.serve.inference import Predictor
 
     print(f"\n== latency: one image at a time, warm, {len(images)} photos x {rounds} ({_load()})")
     figures = {}
@@ -313,9 +316,9 @@ def bench_cold(run: Any, image: Path, repeats: int) -> None:
 
 def bench_accuracy(work: Path, steps: int) -> None:
     """Default retrain on the demo dataset, LiteRT vs TensorFlow bottlenecks; draft vs full decode."""
-    from engine import datasets
+    from engine.data.demo import ensure_demo_dataset
 
-    demo = datasets.ensure_demo_dataset(work / "demo")
+    demo = ensure_demo_dataset(work / "demo")
     print(f"\n== accuracy: demo dataset, default settings, {steps} steps, seed 6 ({_load()})")
     accuracies = {}
     for runtime in ("litert", "tensorflow"):
@@ -339,7 +342,12 @@ def bench_accuracy(work: Path, steps: int) -> None:
 def _draft_accuracy(demo: Path, work: Path) -> None:
     from PIL import Image
 
-    from engine import backbones, bottlenecks, datasets, images
+    from engine.data.batches import iter_prepared_batches
+    from engine.data.geometry import draft_min_side
+    from engine.data.images import load_image
+    from engine.data.scan import scan_dataset
+    from engine.models.loading import load_feature_runtime
+    from engine.models.registry import DEFAULT_BACKBONE
 
     big = work / "demo-large"
     for path in sorted(demo.glob("*/*.jpg")):
@@ -348,20 +356,20 @@ def _draft_accuracy(demo: Path, work: Path) -> None:
         with Image.open(path) as image:
             size = (round(image.width * UPSCALE), round(image.height * UPSCALE))
             image.resize(size, Image.Resampling.BICUBIC).save(target, quality=90)
-    dataset = datasets.scan_dataset(big, use_cache=False)
+    dataset = scan_dataset(big, use_cache=False)
     records = list(dataset.images)
-    lite = backbones.load_feature_runtime(backbones.DEFAULT_BACKBONE)
-    min_side = images.draft_min_side(lite.input_size, lite.backbone.crop_fraction)
+    lite = load_feature_runtime(DEFAULT_BACKBONE)
+    min_side = draft_min_side(lite.input_size, lite.backbone.crop_fraction)
     drafted = sum(min(r.width, r.height) >= 2 * min_side for r in records)  # PIL halves at least
 
     def features(draft: bool) -> tuple[np.ndarray, float]:
         def load(record: Any) -> np.ndarray:
-            image = images.load_image(record.path, min_side=min_side if draft else None)
+            image = load_image(record.path, min_side=min_side if draft else None)
             return lite.backbone.prepare(image, lite.input_size)
 
         start = time.perf_counter()
         rows: dict[int, np.ndarray] = {}
-        for indices, batch, _ in bottlenecks.iter_prepared_batches(records, load):
+        for indices, batch, _ in iter_prepared_batches(records, load):
             assert batch is not None
             for k, feature in zip(indices, lite.features(batch), strict=True):
                 rows[k] = feature

@@ -39,25 +39,31 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="retrain-studio-bench-retrain-"))
     os.environ["RETRAIN_STUDIO_HOME"] = str(work / "home")
     try:
-        from engine import backbones, bottlenecks, datasets
-        from engine.runs import RunDir
-        from engine.training import TrainConfig, retrain
+        from engine.core.rundir import RunDir
+        from engine.data.demo import ensure_demo_dataset
+        from engine.data.scan import scan_dataset
+        from engine.models.loading import load_feature_runtime
+        from engine.models.registry import DEFAULT_BACKBONE
+        from engine.train.bottlenecks import extract_bottlenecks
+        from engine.train.cache import BottleneckCache
+        from engine.train.config import TrainConfig
+        from engine.train.retrain import retrain
 
-        root = datasets.ensure_demo_dataset(work / "demo")
-        dataset = datasets.scan_dataset(root)
+        root = ensure_demo_dataset(work / "demo")
+        dataset = scan_dataset(root)
         records = list(dataset.images)
         loaded_at = time.perf_counter()
-        runtime = backbones.load_feature_runtime(backbones.DEFAULT_BACKBONE, prefer=args.runtime)
+        runtime = load_feature_runtime(DEFAULT_BACKBONE, prefer=args.runtime)
         load_s = time.perf_counter() - loaded_at
         cache_dir = work / "bottlenecks"
-        cache = bottlenecks.BottleneckCache.for_runtime(runtime, cache_dir)
+        cache = BottleneckCache.for_runtime(runtime, cache_dir)
 
         print(f"backbone {runtime.backbone.name} @ {runtime.input_size}px, runtime {runtime.runtime}")
         print(
             f"images: {len(records)}; runtime load {load_s:.1f} s; load average {os.getloadavg()[0]:.1f}"
         )
-        cold = bottlenecks.extract_bottlenecks(records, runtime, cache=cache)
-        warm = bottlenecks.extract_bottlenecks(records, runtime, cache=cache)
+        cold = extract_bottlenecks(records, runtime, cache=cache)
+        warm = extract_bottlenecks(records, runtime, cache=cache)
         print(
             f"bottlenecks cold: {cold.seconds:.2f} s ({len(records) / cold.seconds:.0f} images/s, "
             f"{cold.computed} computed)"

@@ -55,7 +55,7 @@ def _step_event(step: int) -> dict[str, object]:
 
 
 def _make_run(root: Path):
-    from engine.runs import RunDir
+    from engine.core.rundir import RunDir
 
     run = RunDir.create(root, backbone="efficientnet_lite0")
     run.write_config({"architecture": "efficientnet_lite0", "image_dir": "/photos"})
@@ -69,7 +69,7 @@ def _make_run(root: Path):
 
 
 def bench_events_and_listing(root: Path) -> None:
-    from engine.runs import list_runs
+    from engine.runs.listing import list_runs
 
     run = _make_run(root)
     size_kb = run.events_path.stat().st_size / 1024
@@ -95,7 +95,7 @@ def bench_scalars(root: Path) -> None:
     from tensorboard.plugins.scalar.summary_v2 import scalar_pb
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from engine import tensorboard as tb
+    from engine.runs.event_files import read_scalars
 
     writers = {name: EventFileWriter(str(root / name)) for name in ("train", "validation")}
     for step in range(STEPS):
@@ -107,9 +107,9 @@ def bench_scalars(root: Path) -> None:
     for writer in writers.values():
         writer.flush()
     start = time.perf_counter()
-    frame = tb.read_scalars(root)
+    frame = read_scalars(root)
     cold = time.perf_counter() - start
-    unchanged = _timed(lambda: tb.read_scalars(root), repeat=10)
+    unchanged = _timed(lambda: read_scalars(root), repeat=10)
 
     step = [STEPS]
 
@@ -119,7 +119,7 @@ def bench_scalars(root: Path) -> None:
             event_pb2.Event(step=step[0], wall_time=time.time(), summary=scalar_pb("accuracy", 0.5))
         )
         writers["train"].flush()
-        tb.read_scalars(root)
+        read_scalars(root)
 
     grown = _timed(one_more_step, repeat=10)
     print(f"read_scalars cold, {len(frame)} points in 2 runs: {cold * 1000:.0f} ms")
@@ -130,14 +130,14 @@ def bench_scalars(root: Path) -> None:
 
 
 def bench_tensorboard(root: Path) -> None:
-    from engine import tensorboard as tb
+    from engine.runs.tensorboard import start_tensorboard
 
     os.environ["RETRAIN_STUDIO_HOME"] = str(root / "home")
     start = time.perf_counter()
-    board = tb.start_tensorboard(root)
+    board = start_tensorboard(root)
     fresh = time.perf_counter() - start
     try:
-        reuse = _timed(lambda: tb.start_tensorboard(root), repeat=5)
+        reuse = _timed(lambda: start_tensorboard(root), repeat=5)
     finally:
         board.stop()
     print(f"start_tensorboard fresh (until it answers HTTP): {fresh:.1f} s")

@@ -79,7 +79,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-scan-cache-") as cache:
         os.environ["RETRAIN_STUDIO_CACHE"] = cache
-        from engine.datasets import scan_dataset
+        from engine.data.scan import scan_dataset
 
         start = time.perf_counter()
         first = scan_dataset(root)

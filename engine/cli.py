@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.errors import StudioError
+from engine.core.errors import StudioError
 
 # Order here is the order of `--help`.
 COMMAND_MODULES = (

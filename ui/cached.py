@@ -4,7 +4,7 @@
 event-file scalars): every caller gets a copy. `st.cache_resource` for
 process-wide singletons (the job registry, loaded predictors) shared by every
 tab, so a reload or a second tab finds the same job. (TensorBoard needs no
-cache here: engine.tensorboard records its servers on disk and reuses them.)
+cache here: engine.runs.tensorboard records its servers on disk and reuses them.)
 Keys include a cheap change signature (mtimes), so new data is picked up.
 """
 
@@ -37,14 +37,14 @@ def folder_signature(root: str | Path) -> float:
 @st.cache_data(show_spinner="Preparing the demo dataset…")
 def demo_dataset_root() -> str:
     """The generated demo dataset's folder (created on first use)."""
-    from engine.datasets import ensure_demo_dataset
+    from engine.data.demo import ensure_demo_dataset
 
     return str(ensure_demo_dataset())
 
 
 @st.cache_data(show_spinner="Scanning the dataset…", max_entries=8)
 def scan(root: str, validation_percentage: int, testing_percentage: int, signature: float) -> Any:
-    """`engine.datasets.scan_dataset`, cached per folder, split and change signature.
+    """`engine.data.scan.scan_dataset`, cached per folder, split and change signature.
 
     Args:
         root: the dataset folder.
@@ -53,12 +53,12 @@ def scan(root: str, validation_percentage: int, testing_percentage: int, signatu
         signature: `folder_signature(root)`; a new value rescans.
 
     Returns:
-        The `engine.datasets.Dataset`.
+        The `engine.data.dataset.Dataset`.
 
     Raises:
         StudioError: the folder cannot be scanned (the message says why).
     """
-    from engine.datasets import scan_dataset
+    from engine.data.scan import scan_dataset
 
     del signature  # only part of the cache key
     return scan_dataset(
@@ -78,8 +78,8 @@ def thumbnail(path: str, mtime: float, max_side: int = 160) -> bytes | None:
     Returns:
         PNG bytes, or None.
     """
-    from engine.errors import ImageError
-    from engine.images import thumbnail_png
+    from engine.core.errors import ImageError
+    from engine.data.geometry import thumbnail_png
 
     del mtime  # only part of the cache key
     try:
@@ -90,15 +90,15 @@ def thumbnail(path: str, mtime: float, max_side: int = 160) -> bytes | None:
 
 @st.cache_resource
 def job_registry() -> Any:
-    """The process-wide `engine.jobs.JobRegistry` (one per server, shared by every tab)."""
-    from engine.jobs import JobRegistry
+    """The process-wide `engine.runs.jobs.JobRegistry` (one per server, shared by every tab)."""
+    from engine.runs.jobs import JobRegistry
 
     return JobRegistry()
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")
 def predictor(run_dir: str, model_mtime: float) -> Any:
-    """A loaded `engine.inference.Predictor`, shared by every tab.
+    """A loaded `engine.serve.inference.Predictor`, shared by every tab.
 
     Args:
         run_dir: the run folder.
@@ -110,7 +110,7 @@ def predictor(run_dir: str, model_mtime: float) -> Any:
     Raises:
         StudioError: the run has no usable model.
     """
-    from engine.inference import Predictor
+    from engine.serve.inference import Predictor
 
     del model_mtime  # only part of the cache key
     return Predictor.from_run(run_dir)
@@ -118,17 +118,17 @@ def predictor(run_dir: str, model_mtime: float) -> Any:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def run_steps(run_path: str, events_size: int) -> Any:
-    """A run's step events as a table (`ui.render.steps_frame`), cached until events.jsonl grows.
+    """A run's step events as a table (`ui.figures.steps_frame`), cached until events.jsonl grows.
 
     Args:
         run_path: the run folder.
         events_size: events.jsonl's size in bytes (`file_size`), part of the key.
 
     Returns:
-        A DataFrame with `ui.render.STEP_COLUMNS`.
+        A DataFrame with `ui.figures.STEP_COLUMNS`.
     """
-    from engine.runs import RunDir
-    from ui.render import steps_frame
+    from engine.core.rundir import RunDir
+    from ui.figures import steps_frame
 
     del events_size
     events, _ = RunDir(run_path).read_events(0)

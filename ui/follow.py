@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ui.render import steps_frame
+from engine.core.rundir import RunDir
+from ui.figures import steps_frame
 
 _KEY = "followed_runs"
 
@@ -55,12 +56,12 @@ class Followed:
         return self.steps[-1] if self.steps else None
 
     def frame(self) -> pd.DataFrame:
-        """The step events as a table (`ui.render.steps_frame`)."""
+        """The step events as a table (`ui.figures.steps_frame`)."""
         return steps_frame(self.steps)
 
 
-def follow(run: Any) -> Followed:
-    """Read what `run` (an `engine.runs.RunDir`) appended since this tab's last poll.
+def follow(run: RunDir) -> Followed:
+    """Read what `run` appended since this tab's last poll.
 
     Args:
         run: the run being followed.
@@ -73,11 +74,3 @@ def follow(run: Any) -> Followed:
     events, followed.offset = run.read_events(followed.offset)
     followed.absorb(events)
     return followed
-
-
-def time_left(step: dict[str, Any]) -> float | None:
-    """Seconds left at the rate so far, from a step event (None before it can be told)."""
-    done, total, elapsed = step.get("step"), step.get("total_steps"), step.get("elapsed_s")
-    if not done or not total or not elapsed:
-        return None
-    return max(0.0, (total - done) * elapsed / done)

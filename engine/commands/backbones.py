@@ -13,9 +13,12 @@ import sys
 import time
 from typing import Any
 
-from engine import backbones
-from engine.commands._table import format_table
-from engine.errors import StudioError
+from engine.commands.table import format_table
+from engine.core.errors import StudioError
+from engine.data.images import load_image
+from engine.models.imagenet import imagenet_labels
+from engine.models.loading import load_imagenet_runtime
+from engine.models.registry import DEFAULT_BACKBONE, get_backbone, list_backbones
 
 DEFAULT_TOP_K = 5
 
@@ -48,8 +51,8 @@ def register(subparsers: Any) -> None:
     )
     label.add_argument(
         "--architecture",
-        default=backbones.DEFAULT_BACKBONE,
-        help=f"a backbone from `python -m engine backbones` (default {backbones.DEFAULT_BACKBONE})",
+        default=DEFAULT_BACKBONE,
+        help=f"a backbone from `python -m engine backbones` (default {DEFAULT_BACKBONE})",
     )
     label.add_argument(
         "--runtime",
@@ -64,9 +67,9 @@ def run_backbones(args: argparse.Namespace) -> int:
     """Print the registry with availability; weights missing get a hint line below the table."""
     rows = [["name", "input", "features", "crop", "normalization", "weights", "available"]]
     hints = []
-    for b in backbones.list_backbones():
+    for b in list_backbones():
         available = b.weights_available()
-        default = " (default)" if b.name == backbones.DEFAULT_BACKBONE else ""
+        default = " (default)" if b.name == DEFAULT_BACKBONE else ""
         rows.append(
             [
                 b.name + default,
@@ -89,24 +92,21 @@ def run_backbones(args: argparse.Namespace) -> int:
 
 def run_imagenet(args: argparse.Namespace) -> int:
     """Label `args.image` and print the timing line, then `<class> <probability>` lines."""
-    from engine import images, runtime
 
     if args.top_k < 1:
         raise StudioError(f"--top_k={args.top_k} must be at least 1")
-    backbone = backbones.get_backbone(args.architecture)
+    backbone = get_backbone(args.architecture)
     # Decode first: a bad photo should fail before seconds of model loading.
-    image = images.load_image(
-        args.image, min_side=math.ceil(backbone.input_size / backbone.crop_fraction)
-    )
+    image = load_image(args.image, min_side=math.ceil(backbone.input_size / backbone.crop_fraction))
     batch = backbone.prepare(image)[None]
-    model = runtime.load_imagenet_runtime(backbone.name, prefer=args.runtime)
+    model = load_imagenet_runtime(backbone.name, prefer=args.runtime)
     if model.notice:
         print(f"note: {model.notice}", file=sys.stderr)
     model.features(batch)  # warm-up: the first call builds kernels and buffers
     start = time.perf_counter()
     probabilities = model.features(batch)[0]
     elapsed = time.perf_counter() - start
-    labels = backbones.imagenet_labels()
+    labels = imagenet_labels()
     print(f"Evaluation time (1-image): {elapsed:.3f}s")
     for index in probabilities.argsort()[::-1][: min(args.top_k, len(labels))]:
         print(f"{labels[index]} {probabilities[index]:.5f}")

@@ -10,11 +10,11 @@ import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from engine.commands._table import format_table
-from engine.progress import TerminalBar
+from engine.commands.table import format_table
+from engine.core.progress import TerminalBar
 
 if TYPE_CHECKING:
-    from engine.datasets import Dataset
+    from engine.data.dataset import Dataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from engine.datasets import scan_dataset
+    from engine.data.scan import scan_dataset
 
     dataset = scan_dataset(
         args.image_dir,
@@ -112,7 +112,7 @@ def print_report(dataset: Dataset, out: TextIO) -> None:
     """Print a `Dataset` as the `inspect` command does.
 
     Args:
-        dataset: an `engine.datasets.Dataset`.
+        dataset: an `engine.data.dataset.Dataset`.
         out: the stream to write to.
     """
     total = len(dataset.images)
@@ -162,7 +162,7 @@ def print_report(dataset: Dataset, out: TextIO) -> None:
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from engine.datasets import ensure_demo_dataset
+    from engine.data.demo import ensure_demo_dataset
 
     folder = ensure_demo_dataset(args.dest, progress=TerminalBar())
     print(folder)
@@ -170,7 +170,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _import_zip(args: argparse.Namespace) -> int:
-    from engine.datasets import import_zip
+    from engine.data.sources import import_zip
 
     folder = import_zip(args.zip_path, dest_root=args.dest, name=args.name, progress=TerminalBar())
     print(folder)
@@ -178,7 +178,7 @@ def _import_zip(args: argparse.Namespace) -> int:
 
 
 def _download_flowers(args: argparse.Namespace) -> int:
-    from engine.datasets import FLOWER_PHOTOS_SHA256, FLOWER_PHOTOS_URL, download_flower_photos
+    from engine.data.download import FLOWER_PHOTOS_SHA256, FLOWER_PHOTOS_URL, download_flower_photos
 
     url = args.url or FLOWER_PHOTOS_URL
     sha256 = args.sha256 if args.url else (args.sha256 or FLOWER_PHOTOS_SHA256)

@@ -51,9 +51,9 @@ def run_label_image(args: argparse.Namespace) -> int:
     Raises:
         StudioError: bad model, labels or image (printed as one line by the CLI).
     """
-    from engine import fsutil
-    from engine.errors import StudioError
-    from engine.inference import Predictor, image_files
+    from engine.core.errors import StudioError
+    from engine.core.fsutil import atomic_write_text
+    from engine.serve.inference import Predictor, image_files
 
     if args.top_k < 1:
         raise StudioError(f"--top_k={args.top_k} is not allowed; use 1 or more")
@@ -80,7 +80,7 @@ def run_label_image(args: argparse.Namespace) -> int:
     table = predictor.predict_many([str(f) for f in files], top_k=args.top_k)
     text = table.to_csv(index=False)
     if args.output_csv:
-        fsutil.atomic_write_text(args.output_csv, text)
+        atomic_write_text(args.output_csv, text)
     else:
         sys.stdout.write(text)
     failed = int(table["error"].notna().sum())

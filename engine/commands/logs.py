@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.commands._table import format_table
-from engine.progress import format_duration
+from engine.commands.table import format_table
+from engine.core.progress import format_duration
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
 
 
 def _inspect_logs(args: argparse.Namespace) -> int:
-    from engine.tensorboard import inspect_logs
+    from engine.runs.event_files import inspect_logs
 
     tags = inspect_logs(args.logdir)
     if not tags:
@@ -75,10 +75,10 @@ def _inspect_logs(args: argparse.Namespace) -> int:
 
 
 def _tensorboard(args: argparse.Namespace) -> int:
-    from engine import paths
-    from engine.tensorboard import start_tensorboard, stop_tensorboard
+    from engine.core.paths import runs_dir
+    from engine.runs.tensorboard import start_tensorboard, stop_tensorboard
 
-    logdir = args.logdir if args.logdir is not None else paths.runs_dir()
+    logdir = args.logdir if args.logdir is not None else runs_dir()
     if args.stop:
         stopped = stop_tensorboard(logdir)
         print(
@@ -97,17 +97,17 @@ def _tensorboard(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from engine import paths
-    from engine.runs import delete_run, list_runs
+    from engine.core.paths import runs_dir
+    from engine.runs.listing import delete_run, list_runs
 
-    runs_dir = args.runs_dir if args.runs_dir is not None else paths.runs_dir()
+    folder = args.runs_dir if args.runs_dir is not None else runs_dir()
     if args.delete is not None:
-        path = delete_run(args.delete, runs_dir)
+        path = delete_run(args.delete, folder)
         print(f"Deleted run {args.delete} ({path}).")
         return 0
-    summaries = list_runs(runs_dir)
+    summaries = list_runs(folder)
     if not summaries:
-        print(f"No runs in {runs_dir}.")
+        print(f"No runs in {folder}.")
         return 0
     rows = [
         (

@@ -1,4 +1,9 @@
-"""`python -m engine retrain`: retrain.py's command line, on Retrain Studio's engine."""
+"""`python -m engine retrain`: retrain.py's command line, on Retrain Studio's engine.
+
+The flags, their help and defaults come from `TrainConfig`'s fields. A job
+started by the dashboard passes only `--run_dir DIR`: the settings are in
+that run folder's `request.json`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.training import CLASS_WEIGHTS, LR_SCHEDULES, RUNTIMES, TrainConfig
-
-_DEFAULTS = TrainConfig()
+from engine.train.config import TrainConfig
 
 
-class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
     """Shows real defaults in --help; leaves out None and on/off flags, where it says nothing."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
@@ -32,55 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Retrain a softmax layer on a pretrained backbone's features (flag names "
         "as in TensorFlow's retrain.py). Writes a run folder with the model, labels, events, "
         "report and TensorBoard logs.",
-        formatter_class=_DefaultsShown,
+        formatter_class=DefaultsShown,
     )
-    add = parser.add_argument
-    add("--image_dir", help="folder with one sub-folder of images per class (default: the demo set)")
-    add("--architecture", help="backbone name (see `python -m engine backbones`)")
-    add("--image_size", type=int, help="input side, one of the backbone's sizes")
-    add("--output_graph", help="also copy the trained model (.keras) here")
-    add("--output_labels", help="also copy labels.txt here")
-    add("--summaries_dir", help="also copy the TensorBoard logs to DIR/<run_id>")
-    add("--bottleneck_dir", help="folder for the bottleneck cache")
-    add("--runs_dir", help="where run folders are created (default: the studio's runs folder)")
-    add("--run_dir", help="use this already created run folder (the job runner passes it)")
-    add("--how_many_training_steps", type=int, default=_DEFAULTS.how_many_training_steps,
-        help="training steps; each step uses one random batch of --train_batch_size photos")  # fmt: skip
-    add("--epochs", type=float, help="train this many passes over the training split instead")
-    add("--learning_rate", type=float, default=_DEFAULTS.learning_rate,
-        help="gradient descent step size for the new layer")  # fmt: skip
-    add("--lr_schedule", choices=LR_SCHEDULES, default=_DEFAULTS.lr_schedule,
-        help="constant, or cosine decay to 0 over the run")  # fmt: skip
-    add("--testing_percentage", type=int, default=_DEFAULTS.testing_percentage,
-        help="share of each class held out for the final test")  # fmt: skip
-    add("--validation_percentage", type=int, default=_DEFAULTS.validation_percentage,
-        help="share of each class used for validation during training")  # fmt: skip
-    add("--eval_step_interval", type=int, default=_DEFAULTS.eval_step_interval,
-        help="validate every this many steps")  # fmt: skip
-    add("--train_batch_size", type=int, default=_DEFAULTS.train_batch_size,
-        help="photos per training step")  # fmt: skip
-    add("--test_batch_size", type=int, default=_DEFAULTS.test_batch_size, help="-1 = all")
-    add("--validation_batch_size", type=int, default=_DEFAULTS.validation_batch_size, help="-1 = all")
-    add("--dropout", type=float, default=_DEFAULTS.dropout,
-        help="dropout rate before the new layer (0 = none)")  # fmt: skip
-    add("--class_weights", choices=CLASS_WEIGHTS, default=_DEFAULTS.class_weights,
-        help="balanced weighs rare classes up, for imbalanced data")  # fmt: skip
-    add("--print_misclassified_test_images", action="store_true",
-        help="list every test photo the model got wrong")  # fmt: skip
-    add("--flip_left_right", action="store_true",
-        help="augment: mirror half the photos (bypasses the bottleneck cache: slower)")  # fmt: skip
-    add("--random_crop", type=int, default=0, help="augment: crop margin, percent")
-    add("--random_scale", type=int, default=0, help="augment: scale change, percent")
-    add("--random_brightness", type=int, default=0, help="augment: brightness change, percent")
-    add("--fine_tune_blocks", type=int, default=0, help="unfreeze the last N backbone blocks")
-    add("--fine_tune_learning_rate", type=float, default=_DEFAULTS.fine_tune_learning_rate,
-        help="step size for the unfrozen backbone blocks (keep it low)")  # fmt: skip
-    add("--seed", type=int, help="makes the run reproducible")
-    add("--runtime", choices=RUNTIMES, default=_DEFAULTS.runtime,
-        help="feature runtime to prefer (tensorflow also decodes with tf.data)")  # fmt: skip
-    add("--random_weights", action="store_true", help=argparse.SUPPRESS)  # tests only
-    add("--export", action="store_true",
-        help="also export SavedModel and int8 TFLite (float TFLite is always written)")  # fmt: skip
+    TrainConfig.add_arguments(parser)
+    parser.add_argument(
+        "--runs_dir", help="where run folders are created (default: the studio's runs folder)"
+    )
+    parser.add_argument(
+        "--run_dir",
+        help="use this already created run folder; its request.json, when present, holds the "
+        "settings (how the dashboard starts a training)",
+    )
+    parser.add_argument("--random_weights", action="store_true", help=argparse.SUPPRESS)  # tests
     parser.set_defaults(func=run_retrain)
 
 
@@ -93,10 +59,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     Returns:
         The settings.
     """
-    names = {f for f in TrainConfig.__dataclass_fields__ if f != "weights"}
-    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
-    values["weights"] = None if args.random_weights else "imagenet"
-    return TrainConfig(**values)
+    return TrainConfig.from_args(args, weights=None if args.random_weights else "imagenet")
 
 
 def run_retrain(args: argparse.Namespace) -> int:
@@ -111,19 +74,18 @@ def run_retrain(args: argparse.Namespace) -> int:
     Raises:
         StudioError: bad flags or data (printed as one line by the CLI).
     """
-    from engine import backbones
-    from engine.errors import StudioError
-    from engine.progress import TerminalBar
-    from engine.runs import RunDir
-    from engine.training import retrain
+    from engine.api import retrain
+    from engine.core.errors import StudioError
+    from engine.core.progress import TerminalBar
+    from engine.core.rundir import RunDir
 
     given = RunDir(args.run_dir) if args.run_dir else None
     if given is not None and not given.path.is_dir():
         raise StudioError(f"--run_dir {args.run_dir!r} does not exist; create it or drop the flag")
     try:
-        config = config_from_args(args)
-        config.validate()
-        name = backbones.get_backbone(config.architecture or backbones.DEFAULT_BACKBONE).name
+        request = given.read_request() if given is not None else None
+        config = TrainConfig.from_dict(request) if request is not None else config_from_args(args)
+        name = config.validate().job_folder_name()
         if config.image_dir is not None and not Path(config.image_dir).is_dir():
             raise StudioError(
                 f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "
@@ -140,5 +102,5 @@ def run_retrain(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     print(f"Run folder: {run.path}", flush=True)
-    result = retrain(config, run, progress=TerminalBar(sys.stderr), echo=echo)
-    return 3 if result.get("cancelled") else 0
+    result = retrain(config, run_dir=run.path, progress=TerminalBar(sys.stderr), echo=echo)
+    return 3 if result.cancelled else 0

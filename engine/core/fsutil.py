@@ -1,0 +1,156 @@
+"""Atomic file writes and the one file lock.
+
+Everything the engine writes that another process may read (status, config,
+reports, models, caches) goes through these helpers: the data is written to a
+temporary file in the same folder, flushed to disk, then renamed over the
+target with `os.replace`, which is atomic on POSIX and Windows.
+
+`file_lock` serialises read-modify-write sequences (a run's status.json, the
+job launcher, the TensorBoard registry) across threads and processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+try:  # POSIX only; elsewhere the lock only serialises the threads of one process.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+_held = threading.local()
+_thread_locks: dict[str, threading.RLock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` atomically.
+
+    Args:
+        path: the target file; its folder is created if missing.
+        data: the bytes to write.
+
+    Returns:
+        The target path.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically. See `atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write `obj` as indented JSON to `path` atomically. See `atomic_write_bytes`."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Give a temporary path to write to; rename it over `path` if the block succeeds.
+
+    For writers that insist on a file name of their own (Keras `model.save`,
+    the TFLite converter, `zipfile`). The temporary name keeps the target's
+    suffix, since some writers check it. On error the temporary file or folder
+    is removed and `path` is untouched.
+
+    Args:
+        path: the final file or folder.
+
+    Yields:
+        The temporary path, in the same folder as `path`.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = tmp_dir / target.name
+    try:
+        yield tmp
+        if target.is_dir() and not target.is_symlink():
+            # os.replace cannot put a folder over a non-empty folder: move the
+            # old one aside first, then drop it once the new one is in place.
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def read_json_dict(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on `path` across threads and processes; re-entrant per thread.
+
+    An existing folder is locked as it is (nothing is added to it); any other
+    path is a lock file, created if missing. The lock is released when the
+    block ends, and also if the process dies, so a crash never leaves it held.
+
+    Args:
+        path: a folder, or the lock file.
+
+    Yields:
+        None, while the lock is held.
+    """
+    target = Path(path)
+    key = str(target.resolve() if target.exists() else target.absolute())
+    held: set[str] = _held.__dict__.setdefault("paths", set())
+    if key in held:  # this thread holds it already
+        yield
+        return
+    with _thread_locks_guard:
+        thread_lock = _thread_locks.setdefault(key, threading.RLock())
+    with thread_lock:
+        if fcntl is None:
+            held.add(key)
+            try:
+                yield
+            finally:
+                held.discard(key)
+            return
+        if target.is_dir():
+            fd = os.open(target, os.O_RDONLY)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.add(key)
+            try:
+                yield
+            finally:
+                held.discard(key)
+        finally:
+            os.close(fd)  # closing releases the lock

@@ -1,0 +1,306 @@
+"""Answering a photo with a trained run: label_image.py, loaded once.
+
+A `Predictor` holds one loaded model (a float `.tflite` run by LiteRT when the
+run was exported, else the run's `model.keras`), its labels and the geometric
+preprocessing recorded at training time (input size, crop fraction, resample),
+so a photo is prepared exactly as the training images were. The LiteRT path
+never imports TensorFlow.
+
+The model is called once with a blank image when it is loaded, so every time
+reported is a warm time (the first call of a model pays for setup).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.core.errors import ImageError, StudioError
+from engine.core.rundir import CONFIG_FILE, LABELS_FILE, RunDir
+from engine.data.geometry import load_prepared
+from engine.models.runtime import RUNTIMES
+from engine.serve.model_files import load_model, read_labels_file
+
+PREFER_CHOICES = RUNTIMES
+_DEFAULT_GEOMETRY = {"crop_fraction": 1.0, "resample": "bilinear"}
+
+
+@dataclass
+class Prediction:
+    """One image's answer.
+
+    Attributes:
+        top_k: `(label, probability)` pairs, best first.
+        probabilities: every class's probability, in label order.
+        seconds: the model's time for this image (warm).
+        source: what was predicted (a path, or "<bytes>").
+    """
+
+    top_k: list[tuple[str, float]]
+    probabilities: np.ndarray
+    seconds: float
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        """The best label."""
+        return self.top_k[0][0]
+
+    @property
+    def probability(self) -> float:
+        """The best label's probability."""
+        return self.top_k[0][1]
+
+
+def _geometry_near(model_path: Path) -> dict[str, Any]:
+    """Preprocessing recorded in a config.json beside the model or in its run folder."""
+    for folder in (model_path.parent, model_path.parent.parent, model_path):
+        config = folder / CONFIG_FILE
+        if config.is_file():
+            try:
+                data = json.loads(config.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if "crop_fraction" in data:
+                return {"crop_fraction": data["crop_fraction"], "resample": data["resample"]}
+    return dict(_DEFAULT_GEOMETRY)
+
+
+@dataclass
+class Predictor:
+    """A loaded model with its labels and preprocessing; predicts photos.
+
+    Build it with `from_run` or `from_files`.
+
+    Attributes:
+        model: the callable model (`LiteModel` or `KerasModel`).
+        labels: class names in output order.
+        input_size: the model's input side.
+        crop_fraction: central crop as a share of the short side.
+        resample: the resize filter name.
+        model_path: where the model came from.
+    """
+
+    model: Any
+    labels: list[str]
+    input_size: int
+    crop_fraction: float = 1.0
+    resample: str = "bilinear"
+    model_path: Path | None = None
+    warm: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.warm:
+            self.model(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
+            self.warm = True
+
+    @property
+    def runtime(self) -> str:
+        """ "litert" or "tensorflow"."""
+        return self.model.runtime
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike[str], *, prefer: str = "litert") -> Predictor:
+        """Load a run's model once.
+
+        Args:
+            run_dir: the run folder.
+            prefer: "litert" uses `export/model.tflite` when the run was
+                exported (else `model.keras`); "tensorflow" always uses
+                `model.keras`. Defaults to "litert".
+
+        Returns:
+            The predictor.
+
+        Raises:
+            StudioError: unknown `prefer`, or the run has no model yet.
+        """
+        if prefer not in PREFER_CHOICES:
+            raise StudioError(f"prefer={prefer!r} is unknown; choose one of {PREFER_CHOICES}")
+        run = RunDir(run_dir)
+        folder = run.path
+        model_path = run.model_path
+        if prefer == "litert" and run.tflite_path.is_file():
+            model_path = run.tflite_path
+        if not model_path.exists():
+            raise StudioError(
+                f"run {str(folder)!r} has no model.keras; pick a finished run or train one first"
+            )
+        labels = read_labels_file(run.labels_path)
+        return cls._build(load_model(model_path), labels, model_path, _geometry_near(folder / "x"))
+
+    @classmethod
+    def from_files(
+        cls, graph: str | os.PathLike[str], labels: str | os.PathLike[str] | None = None
+    ) -> Predictor:
+        """Load a model file and its labels (label_image.py's `--graph` and `--labels`).
+
+        Args:
+            graph: a `.tflite`, `.keras`, SavedModel folder, or a run folder.
+            labels: the labels file. Defaults to None (a run folder's
+                labels.txt, or labels.txt beside the model).
+
+        Returns:
+            The predictor.
+
+        Raises:
+            StudioError: missing files or a model whose classes do not match the labels.
+        """
+        graph = Path(graph)
+        if graph.is_dir() and RunDir(graph).model_path.exists() and labels is None:
+            return cls.from_run(graph)
+        if labels is None:
+            candidates = [graph.parent / LABELS_FILE, graph.parent.parent / LABELS_FILE]
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise StudioError(
+                    f"no --labels given and no labels.txt beside {str(graph)!r}; pass --labels"
+                )
+            labels = found
+        names = read_labels_file(labels)
+        return cls._build(load_model(graph), names, graph, _geometry_near(graph))
+
+    @classmethod
+    def _build(cls, model: Any, labels: list[str], path: Path, geometry: dict[str, Any]) -> Predictor:
+        predictor = cls(
+            model=model,
+            labels=labels,
+            input_size=model.input_size,
+            crop_fraction=float(geometry["crop_fraction"]),
+            resample=str(geometry["resample"]),
+            model_path=path,
+        )
+        classes = predictor.model(np.zeros((1, predictor.input_size, predictor.input_size, 3), np.uint8))
+        if classes.shape[-1] != len(labels):
+            raise StudioError(
+                f"the model has {classes.shape[-1]} outputs but the labels file has {len(labels)} "
+                "labels; give the labels.txt of the same run"
+            )
+        return predictor
+
+    def prepare(self, source: Any) -> np.ndarray:
+        """Decode and crop/resize one image as at training time.
+
+        Args:
+            source: a path, bytes or a binary file object.
+
+        Returns:
+            uint8 `(S, S, 3)`.
+
+        Raises:
+            ImageError: the source is not a usable image.
+        """
+        return load_prepared(
+            source, self.input_size, crop_fraction=self.crop_fraction, resample=self.resample
+        )
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for prepared uint8 images `(N, S, S, 3)`.
+
+        Args:
+            batch: prepared images.
+
+        Returns:
+            `(N, classes)` float32.
+        """
+        return self.model(np.asarray(batch, dtype=np.uint8))
+
+    def predict(self, source: Any, top_k: int = 5) -> Prediction:
+        """Top-k labels for one image.
+
+        Args:
+            source: a path, bytes or a binary file object.
+            top_k: how many labels to return. Defaults to 5.
+
+        Returns:
+            The `Prediction` (its `seconds` is the model's warm time).
+
+        Raises:
+            ValueError: `top_k` below 1.
+            ImageError: the source is not a usable image.
+        """
+        if top_k < 1:
+            raise ValueError(f"top_k={top_k!r} is not allowed; use 1 or more")
+        image = self.prepare(source)
+        start = time.perf_counter()
+        probabilities = self.model(image[None])[0]
+        seconds = time.perf_counter() - start
+        order = np.argsort(-probabilities)[:top_k]
+        return Prediction(
+            top_k=[(self.labels[i], float(probabilities[i])) for i in order],
+            probabilities=probabilities,
+            seconds=seconds,
+            source=source
+            if isinstance(source, str)
+            else str(source)
+            if isinstance(source, Path)
+            else "<bytes>",
+        )
+
+    def predict_many(self, sources: Iterable[Any], top_k: int = 5) -> Any:
+        """Predict many images; one that fails is listed with its error, the rest go on.
+
+        Args:
+            sources: paths (or bytes).
+            top_k: labels kept per image (joined in the `top_k` column). Defaults to 5.
+
+        Returns:
+            A `pandas.DataFrame` with columns `source, label, probability,
+            top_k, seconds, error` (label and probability empty on error).
+        """
+        import pandas as pd
+
+        rows = []
+        for source in sources:
+            name = str(source) if isinstance(source, str | Path) else "<bytes>"
+            try:
+                prediction = self.predict(source, top_k=top_k)
+            except ImageError as exc:
+                rows.append(
+                    {"source": name, "label": None, "probability": None, "top_k": "",
+                     "seconds": None, "error": exc.reason}
+                )  # fmt: skip
+                continue
+            rows.append(
+                {
+                    "source": name,
+                    "label": prediction.label,
+                    "probability": round(prediction.probability, 6),
+                    "top_k": "; ".join(f"{label}:{p:.4f}" for label, p in prediction.top_k),
+                    "seconds": round(prediction.seconds, 6),
+                    "error": None,
+                }
+            )
+        columns = ["source", "label", "probability", "top_k", "seconds", "error"]
+        return pd.DataFrame(rows, columns=columns)
+
+
+def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Expand folders into the files they hold (sorted, hidden files skipped).
+
+    Args:
+        paths: files and folders.
+
+    Returns:
+        The files, folders expanded recursively.
+
+    Raises:
+        StudioError: a path that does not exist.
+    """
+    out: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            out.extend(p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith("."))
+        elif path.exists():
+            out.append(path)
+        else:
+            raise StudioError(f"--image {str(path)!r} does not exist; give an image file or folder")
+    return out

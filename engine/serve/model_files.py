@@ -1,0 +1,148 @@
+"""The model files a training writes, and how to run each: LiteRT or TensorFlow.
+
+A classifier takes prepared uint8 images `(N, S, S, 3)` and gives class
+probabilities `(N, classes)`. `LiteModel` runs a `.tflite` on LiteRT (no
+TensorFlow); `KerasModel` runs a `.keras` file or a SavedModel folder.
+`load_model` picks one for a path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.core.errors import StudioError
+
+
+class LiteModel:
+    """A `.tflite` classifier run by LiteRT (no TensorFlow), one image per call.
+
+    Quantized inputs and outputs (int8 exports) are converted from and to
+    real values with the tensor's scale and zero point.
+
+    Args:
+        path: the `.tflite` file.
+        num_threads: interpreter threads. Defaults to the CPU count.
+    """
+
+    runtime = "litert"
+
+    def __init__(self, path: str | os.PathLike[str], *, num_threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self._interpreter = Interpreter(
+                model_path=str(path), num_threads=num_threads or os.cpu_count() or 1
+            )
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise StudioError(
+                f"{path} is not a usable .tflite model ({exc}); give a model file"
+            ) from exc
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        shape = self._input["shape"]
+        self.input_size = int(shape[1])
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for a uint8 `(N, S, S, 3)` batch, `(N, classes)` float32."""
+        rows = [self._one(image) for image in batch]
+        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        spec = self._input
+        x = image[None].astype(np.float32)
+        scale, zero = spec.get("quantization", (0.0, 0))
+        dtype = spec["dtype"]
+        if dtype in (np.uint8, np.int8) and scale:
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        self._interpreter.set_tensor(spec["index"], x.astype(dtype))
+        self._interpreter.invoke()
+        out = self._interpreter.get_tensor(self._output["index"])[0]
+        scale, zero = self._output.get("quantization", (0.0, 0))
+        if scale and out.dtype != np.float32:
+            return (out.astype(np.float32) - zero) * scale
+        return out.astype(np.float32)
+
+
+class KerasModel:
+    """A `.keras` model (or a SavedModel folder) run by TensorFlow.
+
+    Args:
+        path: the `.keras` file or SavedModel folder.
+    """
+
+    runtime = "tensorflow"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import tensorflow as tf
+
+        path = Path(path)
+        if path.is_dir():
+            loaded = tf.saved_model.load(str(path))
+            self._loaded = loaded  # its variables die with it
+            self._fn = loaded.serve
+            signature = loaded.serve.concrete_functions[0].structured_input_signature
+            self.input_size = int(signature[0][0].shape[1])
+        else:
+            import keras
+
+            try:
+                model = keras.saving.load_model(path, compile=False)
+            except (ValueError, OSError) as exc:
+                raise StudioError(f"{path} is not a loadable Keras model ({exc})") from exc
+            self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+            self.input_size = int(model.input_shape[1])
+        self._tf = tf
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for a uint8 `(N, S, S, 3)` batch, `(N, classes)` float32."""
+        return np.asarray(self._fn(self._tf.constant(batch, self._tf.uint8)), dtype=np.float32)
+
+
+def load_model(path: str | os.PathLike[str]) -> LiteModel | KerasModel:
+    """Load a classifier by its kind: `.tflite` (LiteRT), `.keras` or a SavedModel folder.
+
+    Args:
+        path: the model.
+
+    Returns:
+        A callable model.
+
+    Raises:
+        StudioError: missing path or unknown kind.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StudioError(f"model {str(path)!r} does not exist; give a .tflite, .keras or run folder")
+    if path.suffix == ".tflite":
+        return LiteModel(path)
+    if path.suffix == ".keras" or (path / "saved_model.pb").is_file():
+        return KerasModel(path)
+    raise StudioError(
+        f"model {str(path)!r} is neither a .tflite, a .keras nor a SavedModel folder; give one of those"
+    )
+
+
+def read_labels_file(path: str | os.PathLike[str]) -> list[str]:
+    """Class names from a labels file, one a line (blank lines ignored).
+
+    Args:
+        path: the labels file.
+
+    Returns:
+        The labels.
+
+    Raises:
+        StudioError: missing or empty file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudioError(f"labels file {str(path)!r} does not exist; give the run's labels.txt")
+    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not labels:
+        raise StudioError(f"labels file {str(path)!r} is empty; give the run's labels.txt")
+    return labels

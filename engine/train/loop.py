@@ -1,0 +1,285 @@
+"""The step loop: retrain.py's training steps, validation and test scoring.
+
+The steps are `tf.function`s on in-memory features with stateless random
+sampling keyed by (seed, step), so a run is reproducible from its seed and
+4,000 steps take seconds on a CPU. Augmentation and fine-tuning read images
+instead (`engine.train.augment`).
+
+The loop knows nothing of run folders: it asks `should_stop` before each
+step, and hands each step's event to `on_step` (which records it) and
+retrain.py's lines to `echo`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.models.networks import set_trainable_blocks
+from engine.models.registry import Backbone
+from engine.models.runtime import FeatureRuntime
+from engine.train.augment import load_images
+from engine.train.config import TrainConfig
+from engine.train.events import RunCancelled
+from engine.train.head import Head, class_weight_vector, learning_rate_at
+from engine.train.summaries import Summaries
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass
+class TrainingData:
+    """What the loop trains and scores on, per split.
+
+    Attributes:
+        splits: the image records of each split (those that have features).
+        truth: the class index of each record, per split.
+        features: the cached features per split (empty when fine-tuning).
+    """
+
+    splits: dict[str, list[Any]]
+    truth: dict[str, np.ndarray]
+    features: dict[str, np.ndarray]
+
+
+class StepLoop:
+    """The training steps, validation and test scoring for one run.
+
+    Args:
+        config: the run's settings (resolved: seed set).
+        head: the head to train.
+        extractor: the Keras feature extractor (fine-tuned when asked, and the
+            source of features for fine-tuning).
+        runtime: the feature runtime for augmented steps.
+        backbone: the backbone (its geometry).
+        size: the input side.
+        data: the records, truth and features per split.
+        should_stop: asked before each step; True stops with `RunCancelled`.
+        on_step: gets each step's event.
+        echo: gets retrain.py's lines.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        head: Head,
+        extractor: Any,
+        runtime: FeatureRuntime,
+        backbone: Backbone,
+        size: int,
+        data: TrainingData,
+        *,
+        should_stop: Callable[[], bool],
+        on_step: Callable[[dict[str, Any]], None],
+        echo: Callable[[str], None],
+    ) -> None:
+        import tensorflow as tf
+
+        self.config = config
+        self.head = head
+        self.extractor = extractor
+        self.runtime = runtime
+        self.backbone = backbone
+        self.size = size
+        self.splits = data.splits
+        self.truth = data.truth
+        self.features = data.features
+        self._should_stop = should_stop
+        self._on_step = on_step
+        self._echo = echo
+        self.steps = config.total_steps(len(self.truth["train"]))
+        self.step = 0
+        self.train_seconds = 0.0
+        self.fine_tune = config.fine_tune_blocks > 0
+        counts = np.bincount(self.truth["train"], minlength=head.dense.units).tolist()
+        self.class_weights = tf.constant(class_weight_vector(counts, config.class_weights))
+        self.seed = int(config.seed or 0)
+        self.tf = tf
+        self._backbone_vars: list[Any] = []
+        if self.fine_tune:
+            set_trainable_blocks(extractor, config.fine_tune_blocks)
+            self._backbone_vars = list(extractor.trainable_variables)
+
+    # ----------------------------------------------------------- tf functions
+
+    def _loss(self, logits: Any, y: Any) -> tuple[Any, Any, Any]:
+        tf = self.tf
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        weights = tf.gather(self.class_weights, y)
+        loss = tf.reduce_sum(per_example * weights) / tf.reduce_sum(weights)
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=1), y), tf.float32)
+        return loss, tf.reduce_mean(per_example), tf.reduce_mean(hits)
+
+    def _build_functions(self, writer: Any) -> None:
+        tf = self.tf
+        head = self.head
+        loop = self
+
+        def apply(variables: list[Any], grads: list[Any], rate: Any) -> None:
+            # Plain gradient descent, as retrain.py: no optimizer state to save.
+            for var, grad in zip(variables, grads, strict=True):
+                var.assign_sub(rate * grad)
+
+        def summarise(step: Any, accuracy: Any, xent: Any, rate: Any) -> None:
+            with writer.as_default(step=step):
+                tf.summary.scalar("accuracy", accuracy)
+                tf.summary.scalar("cross_entropy", xent)
+                tf.summary.scalar("learning_rate", rate)
+
+        @tf.function
+        def head_step(x: Any, y: Any, step: Any, rate: Any) -> tuple[Any, Any]:
+            with tf.GradientTape() as tape:
+                logits = head.logits(x, training=True)
+                loss, xent, accuracy = loop._loss(logits, y)
+            apply(head.variables, tape.gradient(loss, head.variables), rate)
+            summarise(step, accuracy, xent, rate)
+            return accuracy, xent
+
+        if not self.fine_tune and not self.config.augmenting:
+            feats = tf.constant(self.features["train"])
+            labels = tf.constant(self.truth["train"])
+            count = int(feats.shape[0])
+            batch = self.config.train_batch_size
+
+            @tf.function
+            def cached_step(step: Any, rate: Any) -> tuple[Any, Any]:
+                index = tf.random.stateless_uniform(
+                    [batch], seed=tf.stack([tf.constant(loop.seed, tf.int64), step]),
+                    minval=0, maxval=count, dtype=tf.int64,
+                )  # fmt: skip
+                return head_step(tf.gather(feats, index), tf.gather(labels, index), step, rate)
+
+            self._cached_step = cached_step
+        self._head_step = head_step
+
+        if self.fine_tune:
+            extractor = self.extractor
+            backbone_vars = self._backbone_vars
+
+            @tf.function
+            def tune_step(images: Any, y: Any, step: Any, rate: Any, tune_rate: Any):
+                with tf.GradientTape() as tape:
+                    # training=False keeps BatchNorm in inference mode while
+                    # the unfrozen weights still receive gradients.
+                    logits = head.logits(extractor(images, training=False), training=True)
+                    loss, xent, accuracy = loop._loss(logits, y)
+                grads = tape.gradient(loss, head.variables + backbone_vars)
+                apply(head.variables, grads[: len(head.variables)], rate)
+                apply(backbone_vars, grads[len(head.variables) :], tune_rate)
+                summarise(step, accuracy, xent, rate)
+                return accuracy, xent
+
+            self._tune_step = tune_step
+
+        @tf.function
+        def score(x: Any, y: Any) -> tuple[Any, Any]:
+            logits = head.logits(x, training=False)
+            _, xent, accuracy = loop._loss(logits, y)
+            return accuracy, xent
+
+        self._score = score
+
+    # ----------------------------------------------------------- data
+
+    # ----------------------------------------------------------- data
+
+    def _images(self, records: list[Any], rng: np.random.Generator | None) -> np.ndarray:
+        return load_images(records, self.backbone, self.size, self.config, rng)
+
+    def _x_of(self, split: str, rows: np.ndarray) -> Any:
+        """Head inputs for rows of a split: cached features, or features of fresh images."""
+        if not self.fine_tune:
+            return self.features[split][rows]
+        images = self._images([self.splits[split][i] for i in rows], None)
+        return self.extractor(images, training=False)
+
+    # ----------------------------------------------------------- loop
+
+    def train(self, summaries: Summaries) -> None:
+        """Run every step; raises `RunCancelled` when `should_stop` says so."""
+        tf = self.tf
+        config = self.config
+        self._build_functions(summaries.train)
+        val_count = len(self.truth["validation"])
+        start = time.monotonic()
+        train_count = len(self.truth["train"])
+        for step in range(1, self.steps + 1):
+            if self._should_stop():
+                raise RunCancelled
+            rate = learning_rate_at(config, step, self.steps)
+            step_t = tf.constant(step, tf.int64)
+            rate_t = tf.constant(rate, tf.float32)
+            if step == 1:
+                tf.summary.trace_on(graph=True, profiler=False)
+            if self.fine_tune or config.augmenting:
+                rng = np.random.default_rng([self.seed, step])
+                rows = rng.integers(0, train_count, size=config.train_batch_size)
+                y = tf.constant(self.truth["train"][rows])
+                records = [self.splits["train"][i] for i in rows]
+                images = self._images(records, rng if config.augmenting else None)
+                if self.fine_tune:
+                    accuracy, xent = self._tune_step(
+                        images, y, step_t, rate_t, tf.constant(config.fine_tune_learning_rate)
+                    )
+                else:
+                    x = tf.constant(self.runtime.features(images))
+                    accuracy, xent = self._head_step(x, y, step_t, rate_t)
+            else:
+                accuracy, xent = self._cached_step(step_t, rate_t)
+            if step == 1:
+                with summaries.train.as_default():
+                    tf.summary.trace_export(name="train_step", step=0)
+            self.step = step
+            elapsed = time.monotonic() - start
+            event: dict[str, Any] = {
+                "event": "step",
+                "step": step,
+                "total_steps": self.steps,
+                "train_accuracy": round(float(accuracy), 6),
+                "cross_entropy": round(float(xent), 6),
+                "learning_rate": rate,
+                "images_per_s": round(step * config.train_batch_size / elapsed, 1) if elapsed else 0.0,
+                "elapsed_s": round(elapsed, 3),
+            }
+            if (step % config.eval_step_interval == 0 or step == 1 or step == self.steps) and val_count:
+                rows = self._sample_rows(val_count, config.validation_batch_size, step)
+                val_acc, val_xent = self._score(
+                    self._x_of("validation", rows), tf.constant(self.truth["validation"][rows])
+                )
+                event["validation_accuracy"] = round(float(val_acc), 6)
+                event["validation_cross_entropy"] = round(float(val_xent), 6)
+                event["validation_count"] = len(rows)
+                summaries.write_validation(step, event, self.head)
+                self._echo(f"Step {step}: Train accuracy = {event['train_accuracy'] * 100:.1f}%")
+                self._echo(f"Step {step}: Cross entropy = {event['cross_entropy']:.6f}")
+                self._echo(
+                    f"Step {step}: Validation accuracy = "
+                    f"{event['validation_accuracy'] * 100:.1f}% (N={len(rows)})"
+                )
+            self._on_step(event)
+        self.train_seconds = time.monotonic() - start
+
+    def _sample_rows(self, count: int, batch: int, step: int) -> np.ndarray:
+        if batch == -1 or batch >= count:
+            return np.arange(count)
+        rng = np.random.default_rng([self.seed, 1, step])
+        return np.sort(rng.choice(count, size=batch, replace=False))
+
+    def test_predictions(self) -> tuple[list[Any], np.ndarray, np.ndarray]:
+        """Probabilities on the test split (or the sample `test_batch_size` asks for)."""
+        tf = self.tf
+        count = len(self.truth["test"])
+        rows = self._sample_rows(count, self.config.test_batch_size, 0)
+        if not len(rows):
+            return [], np.zeros(0, np.int64), np.zeros((0, self.head.dense.units), np.float32)
+        probabilities = []
+        for start in range(0, len(rows), 256):
+            chunk = rows[start : start + 256]
+            logits = self.head.logits(tf.constant(self._x_of("test", chunk)), training=False)
+            probabilities.append(tf.nn.softmax(logits).numpy())
+        records = [self.splits["test"][i] for i in rows]
+        return records, self.truth["test"][rows], np.concatenate(probabilities)

@@ -1,0 +1,151 @@
+"""The Train page's views of a run: live progress and curves, then the report.
+
+The page stays a short script; these helpers draw a run read from its folder.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from engine.core.progress import format_duration
+from engine.core.rundir import RunDir
+from ui import cached
+from ui.figures import confusion_figure, scored_models_frame, time_left
+from ui.follow import Followed
+from ui.render import render_chart, render_curves
+
+PER_CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
+RUNTIME_NAMES = {"litert": "LiteRT", "tensorflow": "TensorFlow"}
+
+
+def render_live(followed: Followed, state: str) -> None:
+    """Progress (bottlenecks, then steps with time left) and the live curves."""
+    progress = followed.progress
+    if progress and (progress.get("phase") == "bottlenecks" or not followed.steps):
+        # bottlenecks (and demo data, scans) before the first step: their own bar
+        done, total = progress.get("done", 0), progress.get("total", 0)
+        phase = str(progress.get("phase", "")).replace("-", " ").capitalize()
+        st.progress(
+            min(1.0, done / total) if total else 0.0,
+            text=f"{phase}: {done}/{total} {progress.get('unit', 'images')}, "
+            f"{format_duration(progress.get('eta_s'))} left",
+        )
+    step = followed.last_step
+    if step is not None:
+        total = step.get("total_steps") or step["step"]
+        st.progress(
+            min(1.0, step["step"] / total),
+            text=f"Step {step['step']} of {total} · {format_duration(time_left(step))} left",
+        )
+        cols = st.columns(3)
+        cols[0].metric("Train accuracy", f"{step['train_accuracy']:.1%}")
+        cols[1].metric("Cross entropy", f"{step['cross_entropy']:.4f}")
+        cols[2].metric("Images / s", f"{step.get('images_per_s', 0):.0f}")
+        render_curves(followed.frame(), key="train_live")
+    elif state in ("queued", "running"):
+        st.caption(f"Phase: {followed.phase or 'starting'}…")
+
+
+def render_report(run: RunDir) -> None:
+    """A finished run's report: test accuracy, per-class table, confusion matrix, misses, exports."""
+    if not run.report_path.exists():
+        return
+    report = run.read_report()
+    image_dir = run.read_config().get("image_dir")
+    st.metric(
+        "Final test accuracy", f"{report['accuracy']:.1%}", help=f"on {report['count']} test photos"
+    )
+    render_runtime(run.read_config())
+    left, right = st.columns(2)
+    per_class = pd.DataFrame(report["per_class"], columns=PER_CLASS_COLUMNS)
+    left.dataframe(per_class, hide_index=True, key="train_per_class")
+    with right:
+        render_chart(
+            confusion_figure(report["labels"], report["confusion_matrix"]), key="train_confusion"
+        )
+    misses = report.get("misclassified", [])
+    st.markdown(f"**Misclassified test photos** ({len(misses)})")
+    gallery = []
+    for miss in misses[:12]:
+        png = cached.thumbnail(str(Path(image_dir or "") / miss["path"]), 0.0, 120)
+        if png is not None:
+            caption = f"{miss['true_label']} → {miss['predicted_label']} ({miss['confidence']:.0%})"
+            gallery.append((png, caption))
+    if gallery:
+        st.image([png for png, _ in gallery], caption=[c for _, c in gallery], width=120)
+    elif not misses:
+        st.caption("None.")
+    scored = scored_models_frame(report)
+    if len(scored) > 1:
+        st.markdown("**What each exported model costs** (scored on the same test photos)")
+        st.dataframe(
+            scored,
+            hide_index=True,
+            key="train_scored_models",
+            column_config={
+                "test accuracy": st.column_config.NumberColumn(format="percent"),
+                "size (MB)": st.column_config.NumberColumn(format="%.2f"),
+                "latency (ms, 1 photo)": st.column_config.NumberColumn(format="%.1f"),
+            },
+        )
+    render_downloads(run)
+
+
+def render_runtime(config: dict[str, Any]) -> None:
+    """Which runtime computed the features, and a warning when it fell back to TensorFlow.
+
+    Args:
+        config: the run's config.json.
+    """
+    runtime = config.get("runtime")
+    if runtime:
+        decoder = config.get("bottleneck_decoder")
+        st.caption(
+            f"Features computed on **{RUNTIME_NAMES.get(runtime, runtime)}**"
+            + (f" (decoding with {decoder})" if decoder else "")
+        )
+    if config.get("runtime_notice"):
+        st.warning(f"LiteRT was not used: {config['runtime_notice']}", icon=":material/info:")
+
+
+def render_downloads(run: RunDir) -> None:
+    """Download buttons for the model, the labels and every export (a SavedModel folder as a zip).
+
+    Args:
+        run: the run folder.
+    """
+    files = {p.name: p for p in (run.model_path, run.labels_path) if p.is_file()}
+    if run.export_dir.is_dir():
+        for path in sorted(run.export_dir.iterdir()):
+            name = f"{path.name}.zip" if path.is_dir() else path.name
+            # export/labels.txt is the same file as the run's labels.txt
+            files.setdefault(name, path)
+    if not files:
+        return
+    st.markdown("**Downloads**")
+    cols = st.columns(min(4, len(files)))
+    for index, (name, path) in enumerate(files.items()):
+        cols[index % len(cols)].download_button(
+            name,
+            data=partial(_zip_folder, path) if path.is_dir() else path.read_bytes,
+            file_name=name,
+            key=f"train_download_{name}",
+            icon=":material/download:",
+        )
+
+
+def _zip_folder(folder: Path) -> bytes:
+    """The folder as zip bytes (made only when its download button is pressed)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, Path(folder.name) / path.relative_to(folder))
+    return buffer.getvalue()
