@@ -5,18 +5,10 @@ from __future__ import annotations
 import io
 import zipfile
 
-import pytest
-
+from tests.support.app import fresh_app
+from tests.support.factories import write_class_folders
 from ui import state
 from ui.render import SAMPLES_PER_CLASS
-
-from .app_support import fresh_app, share_datasets
-from .factories import write_class_folders
-
-
-@pytest.fixture(autouse=True)
-def _home(studio_home, monkeypatch):
-    share_datasets(monkeypatch)
 
 
 def selected_label(app) -> str:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from .app_support import fresh_app, open_page, share_datasets
-from .conftest import REPO_ROOT
+from tests.support.app import fresh_app, open_page
+from tests.support.cli import REPO_ROOT
 
 PAGES = [
     ("dataset", "Dataset"),
@@ -17,11 +17,6 @@ PAGES = [
     ("runs", "Runs"),
     ("tensorboard", "TensorBoard"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _home(studio_home, monkeypatch):
-    share_datasets(monkeypatch)
 
 
 @pytest.mark.parametrize(("page", "title"), PAGES)

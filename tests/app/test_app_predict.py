@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
-from .app_support import open_page, png_bytes, share_datasets, write_colour_model_run, write_run
+from tests.support.app import open_page, png_bytes, write_colour_model_run, write_run
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
-
-
-@pytest.fixture(autouse=True)
-def _home(studio_home, monkeypatch):
-    share_datasets(monkeypatch)
 
 
 def markdown_text(app) -> str:

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from .app_support import home_runs, open_page, share_datasets, trace_names, write_run
-
-
-@pytest.fixture(autouse=True)
-def _home(studio_home, monkeypatch) -> None:
-    share_datasets(monkeypatch)
+from tests.support.app import home_runs, open_page, trace_names, write_run
 
 
 def test_runs_page_without_runs_says_how_to_make_one(studio_home) -> None:

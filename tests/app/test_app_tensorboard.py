@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
-from engine.paths import runs_dir
+from engine.core.paths import runs_dir
 from tests.e2e.harness import http_get
-
-from .app_support import open_page, share_datasets, trace_names, write_run, write_scalar_events
-
-
-@pytest.fixture(autouse=True)
-def _home(studio_home, monkeypatch):
-    share_datasets(monkeypatch)
+from tests.support.app import open_page, trace_names, write_run, write_scalar_events
 
 
 def test_without_logs_it_offers_start_and_says_there_is_nothing_yet() -> None:
@@ -35,7 +27,7 @@ def test_tags_and_chosen_runs_scalars_are_shown() -> None:
 
 
 def test_start_serves_tensorboard_on_localhost_and_stop_ends_it() -> None:
-    from engine import tensorboard
+    from engine.runs.tensorboard import stop_tensorboard
 
     app = open_page("tensorboard")
     app.button(key="tb_start").click().run(timeout=150)
@@ -51,4 +43,4 @@ def test_start_serves_tensorboard_on_localhost_and_stop_ends_it() -> None:
         assert app.button(key="tb_start")
         assert http_get(url, timeout_s=2)[0] == 0
     finally:
-        tensorboard.stop_tensorboard(runs_dir())
+        stop_tensorboard(runs_dir())

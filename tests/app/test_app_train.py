@@ -1,8 +1,9 @@
-"""The Train page (AppTest), with the job registry launching tests/fake_trainer.py.
+"""The Train page (AppTest), with the job registry launching tests/support/fake_trainer.py.
 
-The fake writes the real trainer's files through engine.runs, so the page's
-start, follow, reattach, cancel and report paths all run for real, without
-TensorFlow.
+The page builds a TrainConfig and the registry writes it into the run folder
+(request.json); the fake reads it there and writes the real trainer's files
+through `engine.core.rundir.RunDir`, so the page's start, follow, reattach,
+cancel and report paths all run for real, without TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,21 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from engine.jobs import JobRegistry
-
-from .app_support import home_runs, open_page, plotly_titles, share_datasets
-from .conftest import REPO_ROOT
+from engine.core.errors import StudioError
+from engine.runs.jobs import JobRegistry
+from engine.train.config import TrainConfig
+from tests.support.app import home_runs, open_page, plotly_titles
+from tests.support.cli import REPO_ROOT
+from tests.support.waiting import wait_for
 
 JOB_DEADLINE_S = 60
+FAKE_TRAINER = REPO_ROOT / "tests" / "support" / "fake_trainer.py"
+START = "FormSubmitter:train_settings-Start training"
 
 
 @pytest.fixture
-def registry(studio_home, monkeypatch) -> JobRegistry:
+def registry(monkeypatch) -> JobRegistry:
     """The page's job registry, running the fake trainer instead of `python -m engine retrain`."""
     import ui.cached
 
-    share_datasets(monkeypatch)
-    fake = JobRegistry(command=[sys.executable, str(REPO_ROOT / "tests" / "fake_trainer.py")])
+    fake = JobRegistry(command=[sys.executable, str(FAKE_TRAINER)])
     monkeypatch.setattr(ui.cached, "job_registry", lambda: fake)
     return fake
 
@@ -41,7 +45,7 @@ def gate(tmp_path, monkeypatch) -> Path:
 
 def start(app, steps: int = 3):
     app.number_input(key="train_steps").set_value(steps)
-    app.button(key="FormSubmitter:train_settings-Start training").click()
+    app.button(key=START).click()
     return app.run()
 
 
@@ -57,10 +61,17 @@ def test_start_launches_one_job_with_the_chosen_settings(registry) -> None:
     app = start(open_page("train"), steps=3)
     assert not app.exception
     (run_id,) = home_runs(registry.runs_dir.parent)
-    args = registry.get(run_id).run_dir.read_status()["args"]
-    assert args[args.index("--how_many_training_steps") + 1] == "3"
-    assert Path(args[args.index("--image_dir") + 1]).name == "demo"
-    assert "--export" in args
+    run = registry.get(run_id).run_dir
+    request = run.read_request()
+    assert request is not None, "the page's settings must be in the run's request.json"
+    assert request["how_many_training_steps"] == 3
+    assert Path(request["image_dir"]).name == "demo"
+    assert request["export"] is True
+    assert request["architecture"] == "efficientnet_lite0"
+    # the request is a whole, valid TrainConfig: what the trainer will read back
+    assert TrainConfig.from_dict(request).validate().as_dict() == request
+    status = run.read_status()
+    assert (status["architecture"], status["job"]) == ("efficientnet_lite0", "retrain")
 
 
 def test_finished_job_shows_accuracy_confusion_matrix_and_downloads(registry) -> None:
@@ -97,7 +108,7 @@ def test_second_tab_reattaches_to_the_running_job_instead_of_starting_another(re
     other_tab = open_page("train")
     assert not other_tab.exception
     assert any(run_id in h.value for h in other_tab.subheader)
-    assert other_tab.button(key="FormSubmitter:train_settings-Start training").disabled
+    assert other_tab.button(key=START).disabled
     assert other_tab.button(key="train_cancel")
     gate.touch()
     assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
@@ -108,17 +119,11 @@ def test_live_view_shows_the_step_counter_while_running(registry, gate) -> None:
     app = start(open_page("train"), steps=5)
     (run_id,) = home_runs(registry.runs_dir.parent)
     job = registry.get(run_id)
-    from engine.runs import RunDir
-
     # the fake writes step 1 then holds: poll the page until it shows it
-    from tests.e2e.harness import wait_until
-
-    wait_until(
-        lambda: RunDir(job.run_dir.path).read_events(0)[0], timeout_s=JOB_DEADLINE_S, what="events"
-    )
-    wait_until(
+    wait_for(lambda: job.run_dir.read_events(0)[0], timeout=JOB_DEADLINE_S, what="events")
+    wait_for(
         lambda: any("Step 1 of 5" in (p.proto.text or "") for p in app.run().get("progress")),
-        timeout_s=JOB_DEADLINE_S,
+        timeout=JOB_DEADLINE_S,
         what="the step counter",
     )
     texts = [p.proto.text for p in app.get("progress")]
@@ -136,7 +141,7 @@ def test_cancel_button_stops_the_job(registry, gate) -> None:
 
 
 def test_backbone_without_weights_disables_start_and_says_where_to_put_them(registry) -> None:
-    from engine.backbones import list_backbones
+    from engine.models.registry import list_backbones
 
     missing = [b for b in list_backbones() if not b.weights_available()]
     if not missing:
@@ -145,11 +150,11 @@ def test_backbone_without_weights_disables_start_and_says_where_to_put_them(regi
     app.selectbox(key="train_architecture").set_value(missing[0].name).run()
     assert not app.exception
     assert missing[0].weights_hint() in app.warning[0].value
-    assert app.button(key="FormSubmitter:train_settings-Start training").disabled
+    assert app.button(key=START).disabled
 
 
 def test_a_dataset_that_cannot_be_trained_on_disables_start_and_says_why(registry, tmp_path) -> None:
-    from tests.factories import write_class_folders
+    from tests.support.factories import write_class_folders
     from ui import state
 
     root = write_class_folders(tmp_path / "one-class", {"cats": 5})
@@ -160,4 +165,48 @@ def test_a_dataset_that_cannot_be_trained_on_disables_start_and_says_why(registr
     app.switch_page("app_pages/train.py").run()
     assert not app.exception
     assert app.error and "Cannot train on this dataset" in app.error[0].value
-    assert app.button(key="FormSubmitter:train_settings-Start training").disabled
+    assert app.button(key=START).disabled
+
+
+# The form's inputs and the sliders, by widget key: each offers exactly what TrainConfig.validate allows.
+FORM_FIELDS = {
+    "train_steps": "how_many_training_steps",
+    "train_lr": "learning_rate",
+    "train_batch": "train_batch_size",
+    "train_eval_interval": "eval_step_interval",
+    "train_seed": "seed",
+    "train_fine_tune_blocks": "fine_tune_blocks",
+    "train_fine_tune_lr": "fine_tune_learning_rate",
+    "validation_pct": "validation_percentage",
+    "testing_pct": "testing_percentage",
+}
+SPLIT_FIELDS = ("validation_percentage", "testing_percentage")
+FORM_SLIDERS = {
+    "train_crop": "random_crop",
+    "train_scale": "random_scale",
+    "train_bright": "random_brightness",
+}
+
+
+def _outside(value: float, step: float, kind: type) -> float:
+    return kind(value + step) if kind is int else value * (2 if step > 0 else 0.5)
+
+
+def test_form_limits_are_the_limits_validate_enforces(registry) -> None:
+    app = open_page("train")
+    assert not app.exception
+    widgets = [(app.number_input(key=k), f) for k, f in FORM_FIELDS.items()]
+    widgets += [(app.slider(key=k), f) for k, f in FORM_SLIDERS.items()]
+    for widget, field in widgets:
+        rule = TrainConfig.setting(field)
+        assert (widget.min, widget.max) == (rule.low, rule.high), field
+        assert widget.help == rule.help, field
+        kind = float if isinstance(TrainConfig.default(field), float) else int
+        # the ends the form offers are accepted, one step beyond them is refused
+        # (the other split share at 0, so that their sum stays under 100)
+        others = {k: 0 for k in SPLIT_FIELDS if k != field} if field in SPLIT_FIELDS else {}
+        for edge in (rule.low, rule.high):
+            TrainConfig(**{field: kind(edge), **others}).validate()
+        for beyond in (_outside(rule.low, -1, kind), _outside(rule.high, 1, kind)):
+            with pytest.raises(StudioError, match=f"--{field}="):
+                TrainConfig(**{field: beyond, **others}).validate()

@@ -34,6 +34,11 @@ CHROMIUM_ARGS = [
 ]
 HEALTH_TIMEOUT_S = 60.0
 _POLL_S = 0.1
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+# Generous: the first visit of a page may import TensorFlow on 2 busy cores.
+LOAD_TIMEOUT_MS = 90_000
+# Tall, so a whole page fits for its screenshot (Streamlit scrolls inside the app, not the document).
+VIEWPORT = {"width": 1400, "height": 2400}
 
 
 def free_port() -> int:
@@ -204,7 +209,7 @@ def _stop_children_of_home(home: Path) -> None:
 
     They deliberately outlive the server (a job survives a closed browser), so
     the test harness, not the app, ends them: via the pids in the run folders'
-    status.json and in engine.tensorboard's record (<home>/tensorboard.json).
+    status.json and in engine.runs.tensorboard's record (<home>/tensorboard.json).
     """
     for status_path in home.glob("runs/*/status.json"):
         try:
@@ -223,3 +228,44 @@ def _stop_children_of_home(home: Path) -> None:
         pid = instance.get("pid") if isinstance(instance, dict) else None
         if isinstance(pid, int):
             _kill_group(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- driving a page
+
+
+def open_app(page, server: StreamlitServer, path: str = "") -> None:
+    """Open `path` of the app and wait until its script has run once."""
+    page.goto(f"{server.url}/{path}")
+    wait_for_idle(page)
+
+
+def wait_for_idle(page, timeout_ms: int = LOAD_TIMEOUT_MS) -> None:
+    """Wait until the app is connected and its script is not running."""
+    from playwright.sync_api import expect
+
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout_ms)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout_ms)
+
+
+def screenshot(page, name: str) -> Path:
+    """Save the page's content (no empty space below it) to docs/screenshots/<name>.png.
+
+    A page showing an exception fails the test instead.
+
+    Streamlit scrolls inside its main container, so a "full page" shot would
+    stop at the window; the tall window (`VIEWPORT`) holds the pages instead,
+    and the shot is clipped to where the content ends.
+    """
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    bottom = page.evaluate(
+        "() => document.querySelector('[data-testid=stMainBlockContainer]')"
+        ".getBoundingClientRect().bottom"
+    )
+    height = min(VIEWPORT["height"], int(bottom) + 24)
+    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
+    return path

@@ -14,10 +14,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
+from tests.e2e.harness import http_get, open_app, screenshot, wait_for_idle, wait_until
 from ui.render import SAMPLES_PER_CLASS
-
-from .conftest import open_app, screenshot, wait_for_idle
-from .harness import http_get, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +46,7 @@ def current_step(page) -> int:
 
 
 def run_ids(server) -> list[str]:
-    from engine.runs import list_runs
+    from engine.runs.listing import list_runs
 
     return [r.run_id for r in list_runs(server.home / "runs")]
 

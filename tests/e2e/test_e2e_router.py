@@ -11,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import open_app
+from tests.e2e.harness import open_app
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def test_each_page_paints_its_title(page, server, path: str, title: str) -> None
 
 
 def test_chosen_folder_shows_in_the_sidebar_and_carries_over_to_train(page, server, tmp_path) -> None:
-    from tests.factories import write_class_folders
+    from tests.support.factories import write_class_folders
 
     root = write_class_folders(tmp_path / "pets", {"cats": 4, "dogs": 4})
     open_app(page, server)

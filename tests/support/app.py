@@ -1,7 +1,7 @@
-"""Helpers for the AppTest suites (tests/test_app_*.py): a fresh app, tiny runs on disk.
+"""Helpers for the AppTest suites (tests/app/): a fresh app, tiny runs on disk.
 
-Runs are written through `engine.runs.RunDir`, the same API the trainer uses,
-so pages read them exactly as they read a real training's output.
+Runs are written through `engine.core.rundir.RunDir`, the same API the trainer
+uses, so pages read them exactly as they read a real training's output.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from .conftest import REPO_ROOT
+from tests.support.cli import REPO_ROOT
+from tests.support.tiny_model import colour_classifier
 
 # Generous: a page may import heavy modules (pandas, plotly; TF on Predict) on 2 busy cores.
 APP_TIMEOUT_S = 120
@@ -57,9 +58,9 @@ def write_run(
     """A run folder with a config, a status and `steps` step events (validation every 2nd).
 
     Returns:
-        The `engine.runs.RunDir`.
+        The `engine.core.rundir.RunDir`.
     """
-    from engine.runs import RunDir
+    from engine.core.rundir import RunDir
 
     run = RunDir.create(backbone=backbone)
     run.write_config(
@@ -117,7 +118,7 @@ def trace_names(app: AppTest) -> list[str]:
 
 def home_runs(home: Path) -> list[str]:
     """The run ids under a studio home, oldest first."""
-    from engine.runs import list_runs
+    from engine.runs.listing import list_runs
 
     return sorted(r.run_id for r in list_runs(home / "runs"))
 
@@ -132,18 +133,10 @@ def write_colour_model_run(size: int = 32) -> Any:
     real loading and inference path; it imports TensorFlow but trains nothing.
 
     Returns:
-        The `engine.runs.RunDir`.
+        The `engine.core.rundir.RunDir`.
     """
-    import keras
-    import numpy as np
-
-    inputs = keras.Input((size, size, 3), dtype="uint8")
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(2, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
     # red channel votes "red", blue channel votes "blue"
-    model.layers[-1].set_weights([np.array([[8.0, -8.0], [0.0, 0.0], [-8.0, 8.0]]), np.zeros(2)])
+    model = colour_classifier([[8.0, -8.0], [0.0, 0.0], [-8.0, 8.0]], size)
     run = write_run(state="done", test_accuracy=1.0, config={"image_size": size})
     model.save(run.model_path)
     run.write_labels(COLOUR_LABELS)

@@ -1,13 +1,16 @@
 """A stand-in for `python -m engine retrain` in the dashboard's AppTests.
 
-Run as `python tests/fake_trainer.py --run_dir DIR [retrain flags...]`. It
-writes what the real trainer writes, through the same `engine.runs` API, in
-a blink: status, step events, a report, labels and an export file, so the
-pages can be driven without TensorFlow. When `FAKE_TRAINER_GATE` names a file,
-it stays running after its first step until that file exists or a cancel is
-requested (how tests see a job mid-run).
+Run as `python tests/support/fake_trainer.py --run_dir DIR`, as the job
+registry runs the real trainer: the settings are in DIR/request.json (what
+the Train page asked for). It writes what the real trainer writes, through
+the same `engine.core.rundir.RunDir` API, in a blink: config, status, step
+events, a report, labels and export files, so the pages can be driven without
+TensorFlow. When `FAKE_TRAINER_GATE` names a file, it stays running after its
+first step until that file exists or a cancel is requested (how tests see a
+job mid-run).
 
-The job registry runs it with the repository on PYTHONPATH.
+The registry starts it in the run folder with no PYTHONPATH of its own: the
+engine is an installed package.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine.evaluation import evaluate
-from engine.runs import RunDir
+from engine.core.rundir import RunDir
+from engine.train.evaluation import evaluate
 
 LABELS = ["daisy", "roses"]
 GATE_DEADLINE_S = 120.0
@@ -39,15 +42,16 @@ def _wait_for_gate(run: RunDir) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run_dir", required=True)
-    parser.add_argument("--how_many_training_steps", type=int, default=4)
-    parser.add_argument("--image_dir", default="")
-    args, rest = parser.parse_known_args()
+    args = parser.parse_args()
     run = RunDir(args.run_dir)
+    request = run.read_request()
+    if request is None:
+        print(f"no request.json in {run.path}", file=sys.stderr)
+        run.write_status("failed", error="no request.json")
+        return 2
     run.write_config(
         {
-            "image_dir": args.image_dir,
-            "how_many_training_steps": args.how_many_training_steps,
-            "args": rest,
+            **request,
             "runtime": "litert",
             "runtime_notice": None,
             "bottleneck_decoder": "pil",
@@ -66,7 +70,7 @@ def main() -> int:
         }
     )
     run.append_event({"event": "phase", "time": time.time(), "phase": "train"})
-    total = args.how_many_training_steps
+    total = int(request["how_many_training_steps"])
     for step in range(1, total + 1):
         run.append_event(
             {

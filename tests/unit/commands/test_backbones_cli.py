@@ -7,18 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from engine import backbones
-
-from .conftest import run_engine
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from engine.models.registry import list_backbones
+from tests.support.cli import run_engine
+from tests.support.factories import FIXTURES
 
 
 def test_backbones_command_lists_every_backbone_with_availability() -> None:
     out = run_engine("backbones")
     assert out.returncode == 0, out.stderr
     rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
-    for backbone in backbones.list_backbones():
+    for backbone in list_backbones():
         assert backbone.name in rows
     assert "yes (offline)" in rows["efficientnet_lite0"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .conftest import run_engine
-from .factories import write_class_folders
+from tests.support.cli import run_engine
+from tests.support.factories import flower_tgz, photo_entries, write_class_folders, zip_bytes
 
 
 def test_demo_data_then_inspect_shows_the_class_table(tmp_path: Path) -> None:
@@ -75,10 +75,8 @@ def test_inspect_json_honours_the_split_percentages(tmp_path: Path) -> None:
 
 
 def test_import_zip_command_prints_the_new_dataset_and_refuses_escapes(tmp_path: Path) -> None:
-    from .test_datasets_import import _photos, _zip
-
     good = tmp_path / "pets.zip"
-    good.write_bytes(_zip(_photos("pets/")))
+    good.write_bytes(zip_bytes(photo_entries("pets/")))
     dest = tmp_path / "datasets"
     out = run_engine("import-zip", "--zip", str(good), "--dest", str(dest), home=tmp_path / "home")
     assert out.returncode == 0, out.stderr
@@ -86,7 +84,7 @@ def test_import_zip_command_prints_the_new_dataset_and_refuses_escapes(tmp_path:
     assert sorted(p.name for p in (dest / "pets").iterdir()) == ["daisy", "roses"]
 
     evil = tmp_path / "evil.zip"
-    evil.write_bytes(_zip({"../escape.txt": b"x", **_photos()}))
+    evil.write_bytes(zip_bytes({"../escape.txt": b"x", **photo_entries()}))
     out = run_engine("import-zip", "--zip", str(evil), "--dest", str(dest), home=tmp_path / "home")
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
@@ -97,11 +95,9 @@ def test_import_zip_command_prints_the_new_dataset_and_refuses_escapes(tmp_path:
 def test_download_flowers_command_fetches_checks_and_extracts_a_file_url(tmp_path: Path) -> None:
     import hashlib
 
-    from .test_datasets_import import _flower_tgz
-
     archive = tmp_path / "mirror" / "flower_photos.tgz"
     archive.parent.mkdir()
-    archive.write_bytes(_flower_tgz())
+    archive.write_bytes(flower_tgz())
     url = archive.as_uri()
     dest = tmp_path / "datasets"
     wrong = run_engine(

@@ -1,9 +1,12 @@
-"""`python -m engine retrain` and `label_image`: retrain.py's flags and output, clear errors."""
+"""`python -m engine retrain`: retrain.py's flags and output, request.json from the job runner, clear errors.
+
+The slow tests share one CLI training (`trained`): it is the command's own
+stdout, stderr and copy flags that are under test, so it runs through the
+CLI in a subprocess rather than reading the session's shared run.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import subprocess
 import sys
@@ -12,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from engine.runs import RunDir
-
-from .conftest import REPO_ROOT, run_engine
-from .factories import image_bytes, make_image, write_class_folders
+from engine.core.rundir import RunDir
+from engine.train.config import TrainConfig
+from tests.support.cli import REPO_ROOT, run_engine
+from tests.support.factories import write_class_folders
+from tests.support.waiting import wait_for
 
 TINY_FLAGS = [
     "--architecture", "efficientnet_lite0",
@@ -25,6 +29,7 @@ TINY_FLAGS = [
     "--testing_percentage", "20",
     "--validation_percentage", "20",
     "--seed", "3",
+    "--random_weights",  # the command's plumbing is under test, not ImageNet features
 ]  # fmt: skip
 
 
@@ -81,57 +86,6 @@ def test_retrain_into_a_given_run_dir_records_its_pid(trained, tmp_path) -> None
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [run.run_id]
 
 
-@pytest.mark.slow
-def test_label_image_prints_time_then_labels_best_first(trained) -> None:
-    image = trained["data"] / "red" / "red_000.jpg"
-    out = run_engine(
-        "label_image", "--graph", str(trained["run"].path), "--image", str(image), "--top_k", "3"
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert lines[0].startswith("Evaluation time (1-image): ") and lines[0].endswith("s")
-    pairs = [line.rsplit(" ", 1) for line in lines[1:]]
-    assert sorted(label for label, _ in pairs) == ["blue", "green", "red"]
-    probabilities = [float(p) for _, p in pairs]
-    assert probabilities == sorted(probabilities, reverse=True)
-
-
-@pytest.mark.slow
-def test_label_image_with_graph_and_labels_files(trained) -> None:
-    run = trained["run"]
-    image = trained["data"] / "green" / "green_001.jpg"
-    out = run_engine(
-        "label_image", "--graph", str(run.model_path), "--labels", str(run.labels_path),
-        "--image", str(image), "--top_k", "1",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert len(out.stdout.strip().splitlines()) == 2
-
-
-@pytest.mark.slow
-def test_label_image_folder_gives_csv_and_lists_a_bad_file(trained, tmp_path) -> None:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    (folder / "a.jpg").write_bytes(image_bytes(make_image(0, 50)))
-    (folder / "b.jpg").write_bytes(image_bytes(make_image(2, 51)))
-    (folder / "c.jpg").write_bytes(b"not an image")
-    out = run_engine("label_image", "--graph", str(trained["run"].path), "--image", str(folder))
-    rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert [Path(r["source"]).name for r in rows] == ["a.jpg", "b.jpg", "c.jpg"]
-    assert [bool(r["error"]) for r in rows] == [False, False, True]
-    assert out.returncode == 1
-
-
-@pytest.mark.slow
-def test_label_image_on_a_non_image_is_one_line_exit_2(trained, tmp_path) -> None:
-    bad = tmp_path / "x.jpg"
-    bad.write_text("text")
-    out = run_engine("label_image", "--graph", str(trained["run"].path), "--image", str(bad))
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "Traceback" not in out.stderr
-
-
 @pytest.mark.parametrize(
     ("make", "flags", "message"),
     [
@@ -175,17 +129,6 @@ def test_cli_flags_map_to_train_config() -> None:
     assert json.loads(json.dumps(config.as_dict()))["how_many_training_steps"] == 4000
 
 
-def wait_for(condition, timeout_s: float = 180.0, what: str = "condition") -> None:
-    """Poll `condition` until it is true or the deadline passes."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 @pytest.mark.slow
 def test_sigterm_cancels_between_steps_and_keeps_the_run(trained, tmp_path) -> None:
     import signal
@@ -200,7 +143,7 @@ def test_sigterm_cancels_between_steps_and_keeps_the_run(trained, tmp_path) -> N
     )  # fmt: skip
     try:
         wait_for(lambda: '"step": 20,' in (run.events_path.read_text() if run.events_path.exists() else ""),
-                 what="step 20")  # fmt: skip
+                 timeout=180, what="step 20")  # fmt: skip
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 3
     finally:
@@ -219,3 +162,98 @@ def test_bad_flag_with_run_dir_marks_that_run_failed(tmp_path) -> None:
     assert out.returncode == 2
     status = run.read_status()
     assert status["state"] == "failed" and "no_such_net" in status["error"]
+
+
+# ---------------------------------------------------------------- flags from TrainConfig's metadata
+
+
+@pytest.fixture(scope="module")
+def retrain_help() -> str:
+    out = run_engine("retrain", "--help")
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_retrain_help_lists_every_setting_flag_with_its_help_text(retrain_help: str) -> None:
+    import dataclasses
+
+    flat = _flat(retrain_help)
+    for field in dataclasses.fields(TrainConfig):
+        rule = TrainConfig.setting(field.name)
+        if rule.flag:
+            assert f"--{field.name}" in retrain_help, field.name
+            assert _flat(rule.help) in flat, field.name
+        else:
+            assert f"--{field.name}" not in retrain_help, field.name
+
+
+def test_retrain_help_shows_real_defaults_and_the_choices(retrain_help: str) -> None:
+    flat = _flat(retrain_help)
+    assert "(default: 4000)" in flat and "(default: 0.01)" in flat
+    assert "{constant,cosine}" in flat and "{litert,tensorflow}" in flat
+    assert "--run_dir" in retrain_help and "request.json" in flat
+
+
+# ---------------------------------------------------------------- --run_dir DIR with DIR/request.json
+
+
+def test_retrain_with_run_dir_reads_the_settings_from_its_request_json(tmp_path: Path) -> None:
+    data = write_class_folders(tmp_path / "data", {"a": 3, "b": 3})
+    run = RunDir.create(tmp_path / "runs", backbone="efficientnet_lite0")
+    # the request asks for an architecture that does not exist; the flags ask for a valid one
+    run.write_request(TrainConfig(image_dir=str(data), architecture="no_such_net").as_dict())
+    out = run_engine(
+        "retrain", "--run_dir", str(run.path), "--architecture", "efficientnet_lite0", home=tmp_path
+    )
+    assert out.returncode == 2, out.stderr
+    assert "no_such_net" in out.stderr and "Traceback" not in out.stderr
+    status = run.read_status()
+    assert status["state"] == "failed" and "no_such_net" in status["error"]
+
+
+def test_retrain_with_run_dir_refuses_a_bad_setting_in_its_request(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "runs", backbone="efficientnet_lite0")
+    run.write_request({**TrainConfig().as_dict(), "how_many_training_steps": 0})
+    out = run_engine("retrain", "--run_dir", str(run.path), home=tmp_path)
+    assert out.returncode == 2
+    assert "--how_many_training_steps=0 is not allowed" in out.stderr
+    assert run.read_status()["state"] == "failed"
+
+
+def test_retrain_with_run_dir_and_a_damaged_request_fails_that_run(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "runs", backbone="efficientnet_lite0")
+    run.request_path.write_text("{not json")
+    out = run_engine("retrain", "--run_dir", str(run.path), home=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and "request.json" in out.stderr
+    assert run.read_status()["state"] == "failed"
+
+
+@pytest.mark.slow
+def test_retrain_with_run_dir_trains_what_its_request_json_asks(tmp_path: Path) -> None:
+    data = write_class_folders(tmp_path / "data", {"a": 4, "b": 4})
+    run = RunDir.create(tmp_path / "runs", backbone="efficientnet_lite0")
+    request = TrainConfig(
+        image_dir=str(data), image_size=128, how_many_training_steps=3, eval_step_interval=1,
+        train_batch_size=4, testing_percentage=25, validation_percentage=25, seed=5, weights=None,
+    )  # fmt: skip
+    run.write_request(request.as_dict())
+    # flags are ignored when the run folder holds a request
+    out = run_engine(
+        "retrain", "--run_dir", str(run.path), "--how_many_training_steps", "50", home=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert run.read_status()["state"] == "done"
+    steps = [e["step"] for e in run.read_events()[0] if e["event"] == "step"]
+    assert steps == [1, 2, 3]
+    config = run.read_config()
+    asked = request.replace(architecture="efficientnet_lite0").as_dict()
+    # config.json records every setting of the request ("runtime" there is the one actually used)
+    assert {k: config[k] for k in asked if k != "runtime"} == {
+        k: v for k, v in asked.items() if k != "runtime"
+    }
+    assert run.read_request() == request.as_dict()

@@ -1,4 +1,4 @@
-"""engine.runs: run folders, status, events, listing and deleting."""
+"""engine.core.rundir: a run folder's files (request, config, status, events, labels, report, cancel)."""
 
 from __future__ import annotations
 
@@ -8,39 +8,13 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from engine import runs
-from engine.errors import StudioError
-from engine.runs import RunDir
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(
-    condition: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.05
-) -> object:
-    """Poll `condition` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {condition}")
-        time.sleep(interval)
-
-
-def _finished_run(root: Path, backbone: str = "efficientnet_lite0", **status: object) -> RunDir:
-    run = RunDir.create(root, backbone=backbone)
-    run.write_config({"architecture": backbone, "image_dir": "/data/flowers"})
-    run.write_status("running")
-    run.write_status(status.pop("state", "done"), **status)
-    return run
+from engine.core.errors import StudioError
+from engine.core.procs import process_start_ticks
+from engine.core.rundir import EXPORT_FILES, RunDir
 
 
 def test_create_names_run_by_time_and_backbone(tmp_path: Path) -> None:
@@ -59,8 +33,7 @@ def test_create_from_two_processes_gives_distinct_folders(tmp_path: Path) -> Non
     script = textwrap.dedent(
         f"""
         import sys
-        sys.path.insert(0, {str(REPO_ROOT)!r})
-        from engine.runs import RunDir
+        from engine.core.rundir import RunDir
         print("\\n".join(RunDir.create({str(tmp_path)!r}, backbone="b").run_id for _ in range(20)))
         """
     )
@@ -88,6 +61,7 @@ def test_create_defaults_to_the_studio_runs_folder(studio_home: Path) -> None:
 def test_paths_follow_the_run_layout(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "20250101-120000-b")
     names = {
+        "request_path": "request.json",
         "config_path": "config.json",
         "events_path": "events.jsonl",
         "status_path": "status.json",
@@ -101,6 +75,39 @@ def test_paths_follow_the_run_layout(tmp_path: Path) -> None:
     }
     assert {attr: getattr(run, attr).name for attr in names} == names
     assert all(getattr(run, attr).parent == run.path for attr in names)
+
+
+def test_tflite_path_is_the_float_model_in_export(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "20250101-120000-b")
+    assert (
+        run.tflite_path
+        == run.export_dir / EXPORT_FILES["tflite"]
+        == run.path / "export" / "model.tflite"
+    )
+
+
+def test_request_round_trips_and_is_none_when_missing(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, backbone="b")
+    assert run.read_request() is None
+    run.write_request({"how_many_training_steps": 3, "image_dir": "/photos", "seed": None})
+    assert run.read_request() == {"how_many_training_steps": 3, "image_dir": "/photos", "seed": None}
+    assert json.loads(run.request_path.read_text())["how_many_training_steps"] == 3
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", ""])
+def test_a_damaged_request_is_a_studio_error_not_an_empty_one(tmp_path: Path, content: str) -> None:
+    run = RunDir.create(tmp_path, backbone="b")
+    run.request_path.write_text(content)
+    with pytest.raises(StudioError, match="request.json"):
+        run.read_request()
+
+
+@pytest.mark.parametrize("request_", [["--steps", "3"], "steps=3", None])
+def test_write_request_refuses_anything_but_a_dict(tmp_path: Path, request_: object) -> None:
+    run = RunDir.create(tmp_path, backbone="b")
+    with pytest.raises(TypeError, match="must be a dict"):
+        run.write_request(request_)  # type: ignore[arg-type]
+    assert not run.request_path.exists()
 
 
 def test_config_round_trips(tmp_path: Path) -> None:
@@ -117,7 +124,7 @@ def test_write_status_merges_fields_and_stamps_times(tmp_path: Path) -> None:
     assert status is not None
     assert status["state"] == "done"
     assert (status["architecture"], status["pid"], status["test_accuracy"]) == ("b", os.getpid(), 0.9)
-    assert status["pid_start"] == runs.process_start_ticks(os.getpid())
+    assert status["pid_start"] == process_start_ticks(os.getpid())
     assert {"created_at", "started_at", "ended_at", "updated_at"} <= set(status)
     assert run.read_status() == status
 
@@ -155,8 +162,7 @@ def test_concurrent_status_updates_lose_no_field(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        sys.path.insert(0, {str(REPO_ROOT)!r})
-        from engine.runs import RunDir
+        from engine.core.rundir import RunDir
         run = RunDir({str(run.path)!r})
         for i in range(30):
             run.update_status(**{{f"{{sys.argv[1]}}{{i}}": i}})
@@ -253,149 +259,6 @@ def test_cancel_flag(tmp_path: Path) -> None:
     assert not run.cancel_requested()
     run.request_cancel()
     assert run.cancel_requested()
-
-
-def test_list_runs_summarises_each_run(tmp_path: Path) -> None:
-    run = _finished_run(tmp_path, test_accuracy=0.875)
-    for step in range(1, 4):
-        run.append_event({"event": "step", "step": step})
-    [summary] = runs.list_runs(tmp_path)
-    assert summary.run_id == run.run_id
-    assert summary.architecture == "efficientnet_lite0"
-    assert summary.dataset == "/data/flowers"
-    assert (summary.status, summary.test_accuracy, summary.steps) == ("done", 0.875, 3)
-    assert summary.duration_s is not None and summary.duration_s >= 0
-    assert summary.run == run
-
-
-def test_list_runs_takes_test_accuracy_from_report_when_status_lacks_it(tmp_path: Path) -> None:
-    run = _finished_run(tmp_path)
-    run.write_report({"test_accuracy": 0.5})
-    assert runs.list_runs(tmp_path)[0].test_accuracy == 0.5
-
-
-def test_list_runs_is_newest_first(tmp_path: Path) -> None:
-    made = [_finished_run(tmp_path, backbone="b") for _ in range(3)]
-    old = RunDir(tmp_path / "20200101-000000-b")
-    old.path.mkdir()
-    old.write_status("done")
-    assert [s.run_id for s in runs.list_runs(tmp_path)] == [r.run_id for r in reversed(made)] + [
-        old.run_id
-    ]
-
-
-def test_list_runs_skips_half_made_and_foreign_folders(tmp_path: Path) -> None:
-    good = _finished_run(tmp_path)
-    RunDir.create(tmp_path, backbone="empty")  # no status or config yet
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "status.json").write_text("{}")
-    (tmp_path / "20250101-120000-file").write_text("a file, not a folder")
-    broken = RunDir(tmp_path / "20250101-120000-broken")
-    broken.path.mkdir()
-    broken.status_path.write_text("{not json")
-    listed = RunDir(tmp_path / "20250101-120000-listy")
-    listed.path.mkdir()
-    listed.status_path.write_text("[1, 2]")
-    assert [s.run_id for s in runs.list_runs(tmp_path)] == [good.run_id]
-
-
-def test_list_runs_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
-    assert runs.list_runs(tmp_path / "nothing") == []
-
-
-def test_get_run_finds_a_run_by_id(tmp_path: Path) -> None:
-    run = _finished_run(tmp_path)
-    assert runs.get_run(run.run_id, tmp_path).path == run.path
-
-
-def test_get_run_of_unknown_id_says_how_to_list(tmp_path: Path) -> None:
-    with pytest.raises(StudioError, match="python -m engine runs"):
-        runs.get_run("20250101-120000-missing", tmp_path)
-
-
-def test_latest_run_picks_newest_in_the_state(tmp_path: Path) -> None:
-    done = _finished_run(tmp_path)
-    _finished_run(tmp_path, state="failed", error="boom")
-    assert runs.latest_run(tmp_path).run_id == done.run_id
-    assert runs.latest_run(tmp_path, state="failed").error == "boom"
-    assert runs.latest_run(tmp_path, state="cancelled") is None
-
-
-def test_delete_run_removes_the_folder(tmp_path: Path) -> None:
-    run = _finished_run(tmp_path)
-    keep = _finished_run(tmp_path)
-    runs.delete_run(run.run_id, tmp_path)
-    assert not run.path.exists()
-    assert [p.name for p in tmp_path.iterdir()] == [keep.run_id]
-
-
-def test_delete_run_refuses_a_running_run(tmp_path: Path) -> None:
-    run = RunDir.create(tmp_path, backbone="b")
-    run.write_status("running", pid=os.getpid())
-    with pytest.raises(StudioError, match="cancel it first"):
-        runs.delete_run(run.run_id, tmp_path)
-    assert run.path.is_dir()
-
-
-def test_delete_run_refuses_a_run_being_launched(tmp_path: Path) -> None:
-    run = RunDir.create(tmp_path, backbone="b")
-    run.write_status("queued")  # no pid yet: the launcher is spawning it
-    with pytest.raises(StudioError, match="cancel it first"):
-        runs.delete_run(run.run_id, tmp_path)
-    assert run.path.is_dir()
-
-
-def test_delete_run_allows_a_run_whose_process_is_gone(tmp_path: Path) -> None:
-    run = RunDir.create(tmp_path, backbone="b")
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    run.write_status("running", pid=proc.pid, pid_start=1)
-    runs.delete_run(run.run_id, tmp_path)
-    assert not run.path.exists()
-
-
-@pytest.mark.parametrize(
-    "run_id", ["../outside", "..", "/etc", "20250101-120000-b/../../x", "notes", "", None]
-)
-def test_delete_run_refuses_ids_that_are_not_run_names(tmp_path: Path, run_id: object) -> None:
-    runs_dir = tmp_path / "runs"
-    runs_dir.mkdir()
-    (tmp_path / "outside").mkdir()
-    with pytest.raises(StudioError, match="not valid"):
-        runs.delete_run(run_id, runs_dir)  # type: ignore[arg-type]
-    assert (tmp_path / "outside").is_dir()
-
-
-def test_delete_run_refuses_a_symlinked_run(tmp_path: Path) -> None:
-    runs_dir = tmp_path / "runs"
-    target = _finished_run(tmp_path / "elsewhere")
-    runs_dir.mkdir()
-    (runs_dir / "20250101-120000-link").symlink_to(target.path)
-    with pytest.raises(StudioError, match="no run"):
-        runs.delete_run("20250101-120000-link", runs_dir)
-    assert target.path.is_dir()
-
-
-def test_delete_run_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
-    (tmp_path / "20250101-120000-b").mkdir()
-    (tmp_path / "20250101-120000-b" / "precious.txt").write_text("keep")
-    with pytest.raises(StudioError, match="does not look like a run"):
-        runs.delete_run("20250101-120000-b", tmp_path)
-    assert (tmp_path / "20250101-120000-b" / "precious.txt").exists()
-
-
-def test_process_alive_rejects_a_recycled_pid() -> None:
-    ticks = runs.process_start_ticks(os.getpid())
-    assert runs.process_alive(os.getpid(), ticks)
-    assert not runs.process_alive(os.getpid(), (ticks or 0) + 1)
-
-
-def test_process_alive_is_false_for_a_zombie() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    # without wait() the exited child stays a zombie; poll /proc until it is one
-    wait_for(lambda: (runs._read_proc_stat(proc.pid) or ["?"])[0] == "Z", timeout=30)
-    assert not runs.process_alive(proc.pid)
-    proc.wait()
 
 
 def test_status_file_is_valid_json_after_every_write(tmp_path: Path) -> None:

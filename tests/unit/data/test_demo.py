@@ -8,10 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine._demo_data import DEMO_MANIFEST, render_demo_image, write_demo_dataset
-from engine.datasets import DEMO_CLASSES, DEMO_IMAGES_PER_CLASS, ensure_demo_dataset, scan_dataset
-from engine.errors import StudioError
-from engine.images import load_image
+from engine.core.errors import StudioError
+from engine.data.demo import (
+    DEMO_CLASSES,
+    DEMO_IMAGES_PER_CLASS,
+    DEMO_MANIFEST,
+    ensure_demo_dataset,
+    render_demo_image,
+    write_demo_dataset,
+)
+from engine.data.images import load_image
+from engine.data.scan import scan_dataset
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +94,8 @@ def _nearest_class_mean(train_x: np.ndarray, train_y: np.ndarray, test_x: np.nda
 @pytest.mark.slow
 def test_average_colour_scores_far_below_the_pretrained_backbone(demo: Path) -> None:
     # The same nearest-class-mean classifier on both: only the features differ.
-    from engine.backbones import DEFAULT_BACKBONE, build_feature_extractor, get_backbone
+    from engine.models.networks import build_feature_extractor
+    from engine.models.registry import DEFAULT_BACKBONE, get_backbone
 
     dataset = scan_dataset(demo)
     train, test = dataset.split("train"), dataset.split("test")

@@ -1,47 +1,23 @@
-"""engine.images: every kind of file is decoded to RGB, or refused with a reason."""
+"""engine.data.images: every kind of file is decoded to RGB, or refused with a reason."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from engine.errors import ImageError
-from engine.images import (
-    MAX_PIXELS,
-    MIN_SIDE,
-    check_image,
-    load_image,
-    make_thumbnail,
-    prepare_image,
-    probe_image,
-    thumbnail_png,
-)
-
-
-def _encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
+from engine.core.errors import ImageError
+from engine.data.images import MAX_PIXELS, MIN_SIDE, check_image, load_image, probe_image
+from tests.support.factories import encode, png_with_claimed_size
 
 
 def _photo(size: tuple[int, int] = (80, 60)) -> Image.Image:
     rng = np.random.default_rng(7)
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "RGB")
-
-
-def _png_with_claimed_size(width: int, height: int) -> bytes:
-    """A small valid PNG whose IHDR header claims `width` x `height`."""
-    data = bytearray(_encode(Image.new("L", (8, 8)), "PNG"))
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 # Content decides the format: every file is saved under a misleading, upper-case name.
@@ -58,7 +34,7 @@ def _png_with_claimed_size(width: int, height: int) -> bytes:
 )
 def test_format_is_recognised_by_content_not_extension(tmp_path: Path, fmt: str, name: str) -> None:
     path = tmp_path / name
-    path.write_bytes(_encode(_photo(), fmt))
+    path.write_bytes(encode(_photo(), fmt))
     assert probe_image(path).format == fmt
     image = load_image(path)
     assert (image.mode, image.size) == ("RGB", (80, 60))
@@ -77,7 +53,7 @@ def test_format_is_recognised_by_content_not_extension(tmp_path: Path, fmt: str,
 )
 def test_every_pixel_mode_becomes_rgb(mode: str, colour: object) -> None:
     fmt = {"CMYK": "JPEG", "I;16": "PNG"}.get(mode, "PNG" if mode != "P" else "GIF")
-    image = load_image(_encode(Image.new(mode, (40, 40), colour), fmt))
+    image = load_image(encode(Image.new(mode, (40, 40), colour), fmt))
     assert image.mode == "RGB"
     assert image.size == (40, 40)
 
@@ -85,7 +61,7 @@ def test_every_pixel_mode_becomes_rgb(mode: str, colour: object) -> None:
 def test_transparent_pixels_are_composited_on_white() -> None:
     rgba = Image.new("RGBA", (40, 40), (255, 0, 0, 0))
     rgba.paste((0, 0, 255, 255), (0, 0, 20, 40))
-    pixels = np.asarray(load_image(_encode(rgba, "PNG")))
+    pixels = np.asarray(load_image(encode(rgba, "PNG")))
     assert tuple(pixels[20, 30]) == (255, 255, 255)
     assert tuple(pixels[20, 5]) == (0, 0, 255)
 
@@ -97,7 +73,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     path = tmp_path / "phone.jpg"
-    path.write_bytes(_encode(stored, "JPEG", exif=exif, quality=95))
+    path.write_bytes(encode(stored, "JPEG", exif=exif, quality=95))
     assert (probe_image(path).width, probe_image(path).height) == (30, 60)
     pixels = np.asarray(load_image(path)).astype(int)
     assert pixels.shape == (60, 30, 3)
@@ -110,9 +86,9 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     [
         (b"", "empty file"),
         (b"just some text, not a photo\n", "not an image"),
-        (_encode(_photo(), "PPM"), "unsupported format"),
-        (_png_with_claimed_size(60_000, 60_000), "decompression bomb"),
-        (_png_with_claimed_size(9_000, 9_000), "decompression bomb"),
+        (encode(_photo(), "PPM"), "unsupported format"),
+        (png_with_claimed_size(60_000, 60_000), "decompression bomb"),
+        (png_with_claimed_size(9_000, 9_000), "decompression bomb"),
     ],
 )
 def test_unusable_bytes_are_refused_with_a_reason(data: bytes, reason: str) -> None:
@@ -125,12 +101,12 @@ def test_bomb_limit_is_checked_from_the_header_alone() -> None:
     # Just over the limit: a pixel buffer would be ~200 MB, the header is a few bytes.
     side = int(MAX_PIXELS**0.5) + 1
     with pytest.raises(ImageError, match="decompression bomb"):
-        load_image(_png_with_claimed_size(side, side))
+        load_image(png_with_claimed_size(side, side))
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF"])
 def test_truncated_file_is_detected_by_the_scan_check(tmp_path: Path, fmt: str) -> None:
-    data = _encode(_photo((200, 150)), fmt)
+    data = encode(_photo((200, 150)), fmt)
     path = tmp_path / "cut"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError) as info:
@@ -139,7 +115,7 @@ def test_truncated_file_is_detected_by_the_scan_check(tmp_path: Path, fmt: str) 
 
 
 def test_progressive_jpeg_truncation_is_detected(tmp_path: Path) -> None:
-    data = _encode(_photo((200, 150)), "JPEG", progressive=True)
+    data = encode(_photo((200, 150)), "JPEG", progressive=True)
     path = tmp_path / "cut.jpg"
     path.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(ImageError, match="truncated"):
@@ -148,13 +124,13 @@ def test_progressive_jpeg_truncation_is_detected(tmp_path: Path) -> None:
 
 def test_too_small_image_is_refused_by_the_scan_check(tmp_path: Path) -> None:
     path = tmp_path / "icon.png"
-    path.write_bytes(_encode(_photo((MIN_SIDE - 1, 100)), "PNG"))
+    path.write_bytes(encode(_photo((MIN_SIDE - 1, 100)), "PNG"))
     with pytest.raises(ImageError, match="too small"):
         check_image(path)
 
 
 def test_scan_check_returns_hash_size_and_header(tmp_path: Path) -> None:
-    data = _encode(_photo((120, 90)), "PNG")
+    data = encode(_photo((120, 90)), "PNG")
     path = tmp_path / "ok.png"
     path.write_bytes(data)
     checked = check_image(path)
@@ -172,43 +148,12 @@ def test_first_frame_of_an_animation_is_used() -> None:
 
 
 def test_min_side_decodes_a_jpeg_at_reduced_scale_but_not_below_min_side() -> None:
-    data = _encode(_photo((800, 600)), "JPEG")
+    data = encode(_photo((800, 600)), "JPEG")
     image = load_image(data, min_side=140)
     assert 140 <= min(image.size) < 600
 
 
 def test_load_image_reads_a_file_object_and_leaves_it_open() -> None:
-    stream = io.BytesIO(_encode(_photo(), "PNG"))
+    stream = io.BytesIO(encode(_photo(), "PNG"))
     assert load_image(stream).size == (80, 60)
     assert not stream.closed
-
-
-def test_prepare_image_crops_the_central_square_then_resizes() -> None:
-    # 200x100: a red central 50x50 square inside blue.
-    image = Image.new("RGB", (200, 100), (0, 0, 255))
-    image.paste((255, 0, 0), (75, 25, 125, 75))
-    full = prepare_image(image, 32)
-    centre = prepare_image(image, 32, crop_fraction=0.5)
-    assert full.shape == (32, 32, 3) and full.dtype == np.uint8
-    assert (centre[..., 0] > 200).all()
-    assert (full[0, 0] == (0, 0, 255)).all()
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"size": 0},
-        {"size": 32, "crop_fraction": 0.0},
-        {"size": 32, "crop_fraction": 1.5},
-        {"size": 32, "resample": "magic"},
-    ],
-)
-def test_prepare_image_rejects_bad_arguments(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
-        prepare_image(Image.new("RGB", (10, 10)), **kwargs)
-
-
-def test_thumbnail_keeps_aspect_ratio_within_max_side() -> None:
-    data = _encode(_photo((400, 200)), "JPEG")
-    assert make_thumbnail(data, max_side=100).size == (100, 50)
-    assert Image.open(io.BytesIO(thumbnail_png(data, max_side=64))).size == (64, 32)

@@ -1,4 +1,4 @@
-"""Feature runtimes: LiteRT matches Keras for every backbone that converts, and falls back when not."""
+"""engine.models.loading: LiteRT matches Keras for every backbone that converts, and falls back when not."""
 
 from __future__ import annotations
 
@@ -10,42 +10,48 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import backbones, runtime
-from engine.errors import StudioError
+from engine.core.errors import StudioError
+from engine.data.images import load_image
+from engine.models.loading import (
+    PARITY_TOLERANCE,
+    convert_to_tflite,
+    load_feature_runtime,
+    load_imagenet_runtime,
+    tflite_cache_path,
+)
+from engine.models.networks import build_feature_extractor
+from engine.models.registry import Backbone
+from engine.models.runtime import TensorFlowFeatureRuntime
+from tests.support.cli import REPO_ROOT
+from tests.support.factories import FIXTURES
 
-from .conftest import REPO_ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _photos(backbone: backbones.Backbone, size: int) -> np.ndarray:
-    from engine import images
-
+def _photos(backbone: Backbone, size: int) -> np.ndarray:
     return np.stack(
-        [backbone.prepare(images.load_image(FIXTURES / f"{n}.jpg"), size) for n in ("flower", "china")]
+        [backbone.prepare(load_image(FIXTURES / f"{n}.jpg"), size) for n in ("flower", "china")]
     )
 
 
 @pytest.mark.slow
 def test_default_backbone_runs_on_litert_matching_keras_on_real_photos() -> None:
-    loaded = backbones.load_feature_runtime("efficientnet_lite0")
+    loaded = load_feature_runtime("efficientnet_lite0")
     assert (loaded.runtime, loaded.notice, loaded.input_size) == ("litert", None, 224)
     batch = _photos(loaded.backbone, 224)
-    keras_features = np.asarray(backbones.build_feature_extractor("efficientnet_lite0")(batch))
+    keras_features = np.asarray(build_feature_extractor("efficientnet_lite0")(batch))
     features = loaded.features(batch)
     assert features.shape == (2, 1280) and features.dtype == np.float32
-    assert np.max(np.abs(features - keras_features)) < runtime.PARITY_TOLERANCE
+    assert np.max(np.abs(features - keras_features)) < PARITY_TOLERANCE
     verdict = json.loads(Path(str(loaded.model_path) + ".json").read_text())
-    assert verdict["ok"] and verdict["max_abs_diff"] < runtime.PARITY_TOLERANCE
+    assert verdict["ok"] and verdict["max_abs_diff"] < PARITY_TOLERANCE
 
 
 @pytest.mark.slow
 def test_cached_litert_extractor_loads_without_importing_tensorflow() -> None:
-    backbones.load_feature_runtime("efficientnet_lite0")  # converts once if not cached yet
+    load_feature_runtime("efficientnet_lite0")  # converts once if not cached yet
     code = (
         "import sys, numpy as np\n"
-        "from engine import backbones\n"
-        "r = backbones.load_feature_runtime('efficientnet_lite0')\n"
+        "from engine.models.loading import load_feature_runtime\n"
+        "r = load_feature_runtime('efficientnet_lite0')\n"
         "f = r.features(np.zeros((3, 224, 224, 3), np.uint8))\n"
         "print(r.runtime, f.shape, 'tensorflow' in sys.modules)\n"
     )
@@ -62,7 +68,7 @@ def test_cached_litert_extractor_loads_without_importing_tensorflow() -> None:
 
 @pytest.mark.slow
 def test_imagenet_classifier_on_litert_labels_the_photos() -> None:
-    loaded = runtime.load_imagenet_runtime("efficientnet_lite0")
+    loaded = load_imagenet_runtime("efficientnet_lite0")
     assert loaded.runtime == "litert" and loaded.feature_size == 1000
     probabilities = loaded.features(_photos(loaded.backbone, 224))
     assert probabilities.argmax(axis=1).tolist() == [985, 698]
@@ -76,12 +82,12 @@ def test_imagenet_classifier_on_litert_labels_the_photos() -> None:
      ("efficientnet_b0", 224), ("inception_v3", 299)],
 )  # fmt: skip
 def test_litert_features_match_keras_for_every_architecture(name: str, size: int) -> None:
-    loaded = runtime.load_feature_runtime(name, input_size=size, weights=None)
+    loaded = load_feature_runtime(name, input_size=size, weights=None)
     assert loaded.runtime == "litert", loaded.notice
     # weights=None converts the very model it built; its Keras twin is kept for the comparison.
-    reference = runtime.TensorFlowFeatureRuntime(loaded.backbone, size, loaded.source_model)
+    reference = TensorFlowFeatureRuntime(loaded.backbone, size, loaded.source_model)
     batch = _photos(loaded.backbone, size)
-    assert np.max(np.abs(loaded.features(batch) - reference.features(batch))) < runtime.PARITY_TOLERANCE
+    assert np.max(np.abs(loaded.features(batch) - reference.features(batch))) < PARITY_TOLERANCE
 
 
 def _raising_converter(model: object) -> bytes:
@@ -90,7 +96,7 @@ def _raising_converter(model: object) -> bytes:
 
 @pytest.mark.slow
 def test_backbone_that_fails_to_convert_falls_back_to_tensorflow_with_a_notice() -> None:
-    loaded = runtime.load_feature_runtime(
+    loaded = load_feature_runtime(
         "efficientnet_lite0", input_size=128, weights=None, converter=_raising_converter
     )
     assert loaded.runtime == "tensorflow"
@@ -108,31 +114,29 @@ def test_backbone_whose_conversion_does_not_match_falls_back_and_records_why(
 
     # A converter that converts a different network (other random weights) cannot match.
     def other_network(model: object) -> bytes:
-        stranger = backbones.build_feature_extractor("efficientnet_lite0", input_size=128, weights=None)
-        return runtime.convert_to_tflite(stranger)
+        stranger = build_feature_extractor("efficientnet_lite0", input_size=128, weights=None)
+        return convert_to_tflite(stranger)
 
-    loaded = runtime.load_feature_runtime("efficientnet_lite0", input_size=128, converter=other_network)
+    loaded = load_feature_runtime("efficientnet_lite0", input_size=128, converter=other_network)
     assert loaded.runtime == "tensorflow"
     assert "LiteRT features differ from Keras by" in loaded.notice
-    cached = runtime.tflite_cache_path(loaded.backbone, 128)
+    cached = tflite_cache_path(loaded.backbone, 128)
     assert not cached.exists()
     assert json.loads(Path(str(cached) + ".json").read_text())["ok"] is False
     # The recorded verdict is reused: no second conversion is attempted.
-    again = runtime.load_feature_runtime(
-        "efficientnet_lite0", input_size=128, converter=_raising_converter
-    )
+    again = load_feature_runtime("efficientnet_lite0", input_size=128, converter=_raising_converter)
     assert again.runtime == "tensorflow" and again.notice == loaded.notice
 
 
 @pytest.mark.slow
 def test_prefer_tensorflow_gives_the_tensorflow_runtime_without_notice() -> None:
-    loaded = runtime.load_feature_runtime("mobilenet_0.25_128", prefer="tensorflow", weights=None)
+    loaded = load_feature_runtime("mobilenet_0.25_128", prefer="tensorflow", weights=None)
     assert (loaded.runtime, loaded.notice, loaded.feature_size) == ("tensorflow", None, 256)
 
 
 def test_unknown_runtime_is_refused_with_the_choices() -> None:
     with pytest.raises(StudioError, match="runtime='gpu' is unknown; choose one of litert, tensorflow"):
-        runtime.load_feature_runtime("efficientnet_lite0", prefer="gpu")
+        load_feature_runtime("efficientnet_lite0", prefer="gpu")
 
 
 @pytest.mark.slow
@@ -146,6 +150,6 @@ def test_unknown_runtime_is_refused_with_the_choices() -> None:
     ids=["float32", "wrong_size", "no_batch_axis"],
 )
 def test_features_refuse_a_batch_of_the_wrong_shape_or_dtype(batch: np.ndarray) -> None:
-    loaded = runtime.load_feature_runtime("mobilenet_0.25_128", weights=None)
+    loaded = load_feature_runtime("mobilenet_0.25_128", weights=None)
     with pytest.raises(ValueError, match=r"expected uint8 \(N, 128, 128, 3\)"):
         loaded.features(batch)

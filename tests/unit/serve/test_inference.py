@@ -1,7 +1,9 @@
-"""engine.inference: a run's model loaded once; top-k, timing, batches, LiteRT without TF.
+"""engine.serve.inference: a run's model loaded once; top-k, timing, batches, LiteRT without TF.
 
-The run here is made by hand (a real, tiny Keras classifier that takes uint8
-images and scores "redness"), so these tests need no training.
+Most runs here are made by hand (a real, tiny Keras classifier whose weights
+score "redness", "greenness" and "blueness"), so those tests need no training
+and know the right answer for sure; the last test reads the session's shared
+trained run.
 """
 
 from __future__ import annotations
@@ -14,35 +16,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import ImageError, StudioError
-from engine.inference import Predictor
-
-from .conftest import REPO_ROOT
-from .factories import image_bytes, make_image
+from engine.core.errors import ImageError, StudioError
+from engine.serve.inference import Predictor
+from tests.support.cli import REPO_ROOT
+from tests.support.factories import image_bytes, make_image
+from tests.support.tiny_model import TinyRun, colour_classifier
 
 LABELS = ["red", "green", "blue"]
 SIZE = 32
-
-
-def _tiny_model():
-    """uint8 image -> mean colour -> softmax over (red, green, blue)."""
-    import keras
-
-    inputs = keras.Input((SIZE, SIZE, 3), dtype="uint8", name="image")
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)  # casts the uint8 input to float
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    dense = keras.layers.Dense(3, name="final_result")
-    logits = dense(x)
-    dense.set_weights([np.eye(3, dtype=np.float32) * 20.0, np.zeros(3, np.float32)])
-    return keras.Model(inputs, keras.layers.Softmax()(logits))
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import tensorflow as tf
 
+    # A hand-set model, not the shared trained run: these fast tests need exact answers.
     folder = tmp_path_factory.mktemp("run")
-    model = _tiny_model()
+    model = colour_classifier(np.eye(3, dtype=np.float32) * 20.0, SIZE)
     model.save(folder / "model.keras")
     (folder / "labels.txt").write_text("\n".join(LABELS) + "\n")
     (folder / "config.json").write_text(
@@ -127,7 +117,7 @@ def test_run_without_a_model_is_a_clear_error(tmp_path) -> None:
 def test_litert_prediction_never_imports_tensorflow(run_dir, photos) -> None:
     code = (
         "import sys\n"
-        "from engine.inference import Predictor\n"
+        "from engine.serve.inference import Predictor\n"
         f"p = Predictor.from_run({str(run_dir)!r})\n"
         f"print(p.predict({str(photos['blue'])!r}).label, 'tensorflow' in sys.modules)\n"
     )
@@ -135,3 +125,20 @@ def test_litert_prediction_never_imports_tensorflow(run_dir, photos) -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["blue", "False"]
+
+
+@pytest.mark.slow
+def test_prediction_on_a_default_run_never_imports_tensorflow(tiny_run: TinyRun) -> None:
+    run = tiny_run.run
+    photo = next(Path(run.read_config()["image_dir"]).glob("red/*"))
+    on_keras = Predictor.from_run(run.path, prefer="tensorflow").predict(str(photo)).label
+    code = (
+        "import sys\n"
+        "from engine.serve.inference import Predictor\n"
+        f"p = Predictor.from_run({str(run.path)!r})\n"
+        f"print(p.runtime, p.predict({str(photo)!r}).label, 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["litert", on_keras, "False"]

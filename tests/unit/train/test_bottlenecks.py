@@ -1,4 +1,4 @@
-"""engine.bottlenecks: batched extraction, the SQLite cache, damage, skips, progress.
+"""engine.train.bottlenecks and engine.train.cache: batched extraction, the SQLite cache, damage, skips, progress.
 
 The feature runtime here is a real fake: it computes features from the pixels
 (per-channel means, repeated) so results are checkable, and counts its calls.
@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import backbones, datasets
-from engine.bottlenecks import BottleneckCache, compute_bottlenecks, extract_bottlenecks, feature_key
-from engine.errors import StudioError
-from engine.progress import Progress
+from engine.core.errors import StudioError
+from engine.core.progress import Progress
+from engine.data.dataset import ImageRecord
+from engine.data.scan import scan_dataset
+from engine.models.registry import get_backbone
+from engine.train.bottlenecks import compute_bottlenecks, extract_bottlenecks
+from engine.train.cache import BottleneckCache, feature_key
+from tests.support.factories import write_class_folders
 
-from .factories import write_class_folders
-
-BACKBONE = backbones.get_backbone("mobilenet_v3_small")
+BACKBONE = get_backbone("mobilenet_v3_small")
 SIZE = 96
 
 
@@ -43,9 +45,9 @@ class MeanColourRuntime:
 
 
 @pytest.fixture
-def records(tmp_path: Path) -> list[datasets.ImageRecord]:
+def records(tmp_path: Path) -> list[ImageRecord]:
     root = write_class_folders(tmp_path / "data", {"a": 6, "b": 6})
-    return list(datasets.scan_dataset(root, use_cache=False).images)
+    return list(scan_dataset(root, use_cache=False).images)
 
 
 @pytest.fixture
@@ -60,10 +62,8 @@ def test_features_are_computed_in_batches_not_per_image(records) -> None:
 
 
 def test_features_match_the_prepared_image_row_for_row(records) -> None:
-    from engine.bottlenecks import load_prepared
-
     features = compute_bottlenecks(records, MeanColourRuntime(), batch_size=4)
-    expected = load_prepared(records[7], BACKBONE, SIZE).astype(np.float32).mean(axis=(0, 1))
+    expected = BACKBONE.load(records[7].path, SIZE).astype(np.float32).mean(axis=(0, 1))
     assert features.shape == (12, BACKBONE.feature_size)
     assert features[7, :3] == pytest.approx(expected, abs=1e-3)
 

@@ -1,11 +1,11 @@
-"""engine.evaluation: accuracy, per-class metrics, confusion matrix, misclassified files."""
+"""engine.train.evaluation: accuracy, per-class metrics, confusion matrix, misclassified files."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.evaluation import evaluate, final_accuracy_line, format_report
+from engine.train.evaluation import evaluate, final_accuracy_line, format_report
 
 LABELS = ["cat", "dog", "fox"]
 

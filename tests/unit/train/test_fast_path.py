@@ -1,4 +1,4 @@
-"""The fast path: LiteRT extraction and its TensorFlow twin agree; runs predict without TensorFlow.
+"""The fast path: LiteRT extraction and its TensorFlow twin agree; trainings record what they ran on.
 
 Real photos (the bundled parity photos, and the same scaled up so that JPEG
 draft mode decodes them at a reduced scale) go through both decoders and both
@@ -16,7 +16,7 @@ runtimes. Tolerances:
   source pixel moves these photos by 7-13), and features within
   `DECODER_TOLERANCE` 0.25;
 - draft vs full decode of a large JPEG (decoded at a reduced scale, with the
-  2x margin of `images.DRAFT_MARGIN`): measured within 0.043, cosine 0.99994;
+  2x margin of `DRAFT_MARGIN`): measured within 0.043, cosine 0.99994;
   `DRAFT_TOLERANCE` is 0.1. With a 1x margin the same photos drifted by up to
   0.6, which this test would catch.
 """
@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +33,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import backbones, bottlenecks, images, runtime
-from engine.runs import RunDir
-from engine.training import TrainConfig, retrain
-
-from .conftest import REPO_ROOT
-from .factories import write_class_folders
+from engine.core.rundir import RunDir
+from engine.data.geometry import draft_min_side
+from engine.data.images import load_image
+from engine.models.loading import PARITY_IMAGES_DIR, PARITY_TOLERANCE, load_feature_runtime
+from engine.models.runtime import FeatureRuntime
+from engine.train import retrain as retrain_module
+from engine.train.bottlenecks import extract_bottlenecks
+from engine.train.cache import feature_key
+from engine.train.config import TrainConfig
+from engine.train.retrain import retrain
+from engine.train.tfdata import iter_tf_batches
+from tests.support.factories import write_class_folders
+from tests.support.tiny_model import TinyRun
 
 BACKBONE = "efficientnet_lite0"
 PIXEL_TOLERANCE = 0.5
@@ -69,7 +73,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
     """The parity photos (640x427), and each scaled up 6x (a phone photo's size)."""
     folder = tmp_path_factory.mktemp("photos")
     out = []
-    for source in sorted(runtime.PARITY_IMAGES_DIR.glob("*.jpg")):
+    for source in sorted(PARITY_IMAGES_DIR.glob("*.jpg")):
         out.append(_record(source))
         with Image.open(source) as image:
             large = image.resize((image.width * 6, image.height * 6), Image.Resampling.BICUBIC)
@@ -80,30 +84,28 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
 
 
 @pytest.fixture(scope="module")
-def lite() -> runtime.FeatureRuntime:
-    loaded = backbones.load_feature_runtime(BACKBONE)
+def lite() -> FeatureRuntime:
+    loaded = load_feature_runtime(BACKBONE)
     assert loaded.runtime == "litert", loaded.notice
     return loaded
 
 
 @pytest.fixture(scope="module")
-def tensorflow() -> runtime.FeatureRuntime:
-    return backbones.load_feature_runtime(BACKBONE, prefer="tensorflow")
+def tensorflow() -> FeatureRuntime:
+    return load_feature_runtime(BACKBONE, prefer="tensorflow")
 
 
 def _prepared_tf(records: list[Record], backbone: Any, size: int) -> np.ndarray:
     rows: dict[int, np.ndarray] = {}
-    for indices, batch, failures in bottlenecks.iter_tf_batches(records, backbone, size, batch_size=3):
+    for indices, batch, failures in iter_tf_batches(records, backbone, size, batch_size=3):
         assert not failures and batch is not None
         rows.update(zip(indices, batch, strict=True))
     return np.stack([rows[i] for i in range(len(records))])
 
 
 def _prepared_pil(records: list[Record], backbone: Any, size: int, *, draft: bool) -> np.ndarray:
-    min_side = images.draft_min_side(size, backbone.crop_fraction) if draft else None
-    return np.stack(
-        [backbone.prepare(images.load_image(r.path, min_side=min_side), size) for r in records]
-    )
+    min_side = draft_min_side(size, backbone.crop_fraction) if draft else None
+    return np.stack([backbone.prepare(load_image(r.path, min_side=min_side), size) for r in records])
 
 
 # ---------------------------------------------------------------- extraction
@@ -112,10 +114,10 @@ def _prepared_pil(records: list[Record], backbone: Any, size: int, *, draft: boo
 def test_litert_extraction_gives_the_tensorflow_features_on_real_photos(
     photos, lite, tensorflow
 ) -> None:
-    on_lite = bottlenecks.extract_bottlenecks(photos, lite)
-    on_tf = bottlenecks.extract_bottlenecks(photos, tensorflow)
+    on_lite = extract_bottlenecks(photos, lite)
+    on_tf = extract_bottlenecks(photos, tensorflow)
     assert on_lite.kept == on_tf.kept == list(range(len(photos)))
-    assert np.max(np.abs(on_lite.features - on_tf.features)) < runtime.PARITY_TOLERANCE
+    assert np.max(np.abs(on_lite.features - on_tf.features)) < PARITY_TOLERANCE
 
 
 def test_tf_data_decoder_matches_pil_full_decode_of_the_same_geometry(photos, lite) -> None:
@@ -130,7 +132,7 @@ def test_tf_data_decoder_matches_pil_full_decode_of_the_same_geometry(photos, li
 def test_draft_decoding_of_large_jpegs_keeps_the_features(photos, lite) -> None:
     large = [r for r in photos if r.rel_path.startswith("large-")]
     backbone, size = lite.backbone, lite.input_size
-    min_side = images.draft_min_side(size, backbone.crop_fraction)
+    min_side = draft_min_side(size, backbone.crop_fraction)
     for record in large:  # large enough that draft mode decodes them at 1/2 or less
         with Image.open(record.path) as image:
             assert min(image.size) >= 2 * min_side
@@ -150,8 +152,8 @@ def test_tf_decoder_keeps_and_skips_the_same_images_as_pil(tmp_path, photos, ten
         image.save(rotated, exif=exif)
     broken.write_bytes(photos[0].path.read_bytes()[:2000])
     records = [photos[0], _record(png, "PNG"), _record(rotated), _record(broken)]
-    by_pil = bottlenecks.extract_bottlenecks(records, tensorflow, decoder="pil")
-    by_tf = bottlenecks.extract_bottlenecks(records, tensorflow, decoder="tf")
+    by_pil = extract_bottlenecks(records, tensorflow, decoder="pil")
+    by_tf = extract_bottlenecks(records, tensorflow, decoder="tf")
     assert by_tf.kept == by_pil.kept == [0, 1, 2]
     assert [path for path, _ in by_tf.skipped] == [path for path, _ in by_pil.skipped] == ["broken.jpg"]
     assert np.max(np.abs(by_tf.features - by_pil.features)) < DECODER_TOLERANCE
@@ -159,86 +161,32 @@ def test_tf_decoder_keeps_and_skips_the_same_images_as_pil(tmp_path, photos, ten
 
 def test_unknown_decoder_is_refused_with_the_choices(photos, lite) -> None:
     with pytest.raises(ValueError, match="decoder='cv2' is unknown; choose one of pil, tf"):
-        bottlenecks.extract_bottlenecks(photos, lite, decoder="cv2")
+        extract_bottlenecks(photos, lite, decoder="cv2")
 
 
 def test_decoders_keep_separate_caches(lite) -> None:
-    by_pil = bottlenecks.feature_key(lite.backbone, lite.input_size)
-    by_tf = bottlenecks.feature_key(lite.backbone, lite.input_size, decoder="tf")
+    by_pil = feature_key(lite.backbone, lite.input_size)
+    by_tf = feature_key(lite.backbone, lite.input_size, decoder="tf")
     assert by_pil != by_tf
-
-
-def test_a_batch_split_across_interpreters_gives_the_same_features(photos, lite) -> None:
-    one = _prepared_pil(photos, lite.backbone, lite.input_size, draft=True)
-    batch = np.concatenate([one, one[::-1]])  # 8 images: two chunks of 4
-    single = runtime.LiteRTFeatureRuntime(lite.backbone, lite.input_size, lite.model_path)
-    pair = runtime.LiteRTFeatureRuntime(
-        lite.backbone, lite.input_size, lite.model_path, instances=2, num_threads=1
-    )
-    split = pair.features(batch)
-    assert pair._created == 2  # the second interpreter took half of the batch
-    assert np.max(np.abs(split - single.features(batch))) < runtime.PARITY_TOLERANCE
-
-
-def test_litert_runtime_serves_threads_calling_at_once(photos, lite) -> None:
-    batch = _prepared_pil(photos, lite.backbone, lite.input_size, draft=True)
-    pair = runtime.LiteRTFeatureRuntime(
-        lite.backbone, lite.input_size, lite.model_path, instances=2, num_threads=1
-    )
-    expected = pair.features(batch)
-    results: list[np.ndarray] = []
-    barrier = threading.Barrier(4)
-
-    def call() -> None:
-        barrier.wait()
-        results.append(pair.features(batch))
-
-    threads = [threading.Thread(target=call) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(results) == 4 and pair._created == 2
-    for got in results:
-        assert np.array_equal(got, expected)
-
-
-def test_feature_layout_shares_the_cores_between_two_interpreters() -> None:
-    layouts = {cores: runtime.feature_layout(cores) for cores in (1, 2, 8)}
-    assert layouts == {
-        1: {"instances": 1, "num_threads": 1},
-        2: {"instances": 2, "num_threads": 1},
-        8: {"instances": 2, "num_threads": 4},
-    }
-
-
-@pytest.mark.parametrize(
-    ("layout", "message"), [({"instances": 0}, "instances=0"), ({"num_threads": 0}, "num_threads=0")]
-)
-def test_litert_runtime_refuses_an_empty_layout(lite, layout: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        runtime.LiteRTFeatureRuntime(lite.backbone, lite.input_size, lite.model_path, **layout)
 
 
 # ---------------------------------------------------------------- a default run
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunDir]:
-    """One tiny default run per runtime (no --export)."""
-    tmp = tmp_path_factory.mktemp("runs")
-    data = write_class_folders(tmp / "data", {"red": 5, "green": 5, "blue": 5})
-    runs = {}
-    for name in ("litert", "tensorflow"):
-        run = RunDir.create(tmp / "runs", backbone=BACKBONE)
-        config = TrainConfig(
-            image_dir=str(data), architecture=BACKBONE, image_size=TRAIN_SIZE, runtime=name,
-            how_many_training_steps=5, testing_percentage=20, validation_percentage=20, seed=3,
-            bottleneck_dir=str(tmp / f"bottlenecks-{name}"),
-        )  # fmt: skip
-        retrain(config, run)
-        runs[name] = run
-    return runs
+def trained(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunDir]:
+    """A tiny default run per runtime (no --export): the session's shared run is the LiteRT one.
+
+    The TensorFlow one is trained here, on the same data and settings but
+    `runtime="tensorflow"`: that setting is what these tests are about.
+    """
+    tmp = tmp_path_factory.mktemp("tensorflow-run")
+    config = tiny_run.config.replace(
+        runtime="tensorflow", how_many_training_steps=5, bottleneck_dir=str(tmp / "bottlenecks")
+    )
+    run = RunDir.create(tmp / "runs", backbone=BACKBONE)
+    retrain(config, run)
+    return {"litert": tiny_run.run, "tensorflow": run}
 
 
 @pytest.mark.slow
@@ -260,25 +208,6 @@ def test_config_records_the_runtime_and_decoder_used(trained, name: str, decoder
 
 
 @pytest.mark.slow
-def test_prediction_on_a_default_run_never_imports_tensorflow(trained) -> None:
-    from engine.inference import Predictor
-
-    run = trained["litert"]
-    photo = next(Path(run.read_config()["image_dir"]).glob("red/*"))
-    on_keras = Predictor.from_run(run.path, prefer="tensorflow").predict(str(photo)).label
-    code = (
-        "import sys\n"
-        "from engine.inference import Predictor\n"
-        f"p = Predictor.from_run({str(run.path)!r})\n"
-        f"print(p.runtime, p.predict({str(photo)!r}).label, 'tensorflow' in sys.modules)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.split() == ["litert", on_keras, "False"]
-
-
-@pytest.mark.slow
 def test_events_show_the_export_phase_before_done(trained) -> None:
     lines = trained["litert"].events_path.read_text().splitlines()
     phases = [e["phase"] for e in map(json.loads, lines) if e["event"] == "phase"]
@@ -288,7 +217,7 @@ def test_events_show_the_export_phase_before_done(trained) -> None:
 class _CountingRuntime:
     """The real runtime, recording the batch sizes it is given (a spy, not a stub)."""
 
-    def __init__(self, inner: runtime.FeatureRuntime) -> None:
+    def __init__(self, inner: FeatureRuntime) -> None:
         self.inner = inner
         self.batch_sizes: list[int] = []
 
@@ -303,13 +232,13 @@ class _CountingRuntime:
 @pytest.mark.slow
 def test_augmented_training_computes_features_on_the_same_litert_runtime(tmp_path, monkeypatch) -> None:
     spies: list[_CountingRuntime] = []
-    real_loader = backbones.load_feature_runtime
+    real_loader = load_feature_runtime
 
     def load(*args: Any, **kwargs: Any) -> _CountingRuntime:
         spies.append(_CountingRuntime(real_loader(*args, **kwargs)))
         return spies[-1]
 
-    monkeypatch.setattr(backbones, "load_feature_runtime", load)
+    monkeypatch.setattr(retrain_module, "load_feature_runtime", load)
     data = write_class_folders(tmp_path / "data", {"red": 5, "green": 5})
     config = TrainConfig(
         image_dir=str(data), architecture=BACKBONE, image_size=TRAIN_SIZE, flip_left_right=True,
