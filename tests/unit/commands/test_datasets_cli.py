@@ -81,7 +81,11 @@ def test_import_zip_command_prints_the_new_dataset_and_refuses_escapes(tmp_path:
     out = run_engine("import-zip", "--zip", str(good), "--dest", str(dest), home=tmp_path / "home")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(dest / "pets")
-    assert sorted(p.name for p in (dest / "pets").iterdir()) == ["daisy", "roses"]
+    assert sorted(p.name for p in (dest / "pets").iterdir()) == [
+        ".retrain-studio-dataset.json",  # marks it as the studio's, so `datasets --delete` may delete it
+        "daisy",
+        "roses",
+    ]
 
     evil = tmp_path / "evil.zip"
     evil.write_bytes(zip_bytes({"../escape.txt": b"x", **photo_entries()}))
