@@ -131,6 +131,7 @@ def test_download_flowers_command_fetches_checks_and_extracts_a_file_url(tmp_pat
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(dest / "flower_photos")
     assert sorted(p.name for p in (dest / "flower_photos").iterdir()) == [
+        ".retrain-studio-dataset.json",  # marks it as the studio's, so `datasets --delete` may delete it
         "LICENSE.txt",
         "daisy",
         "roses",
