@@ -137,3 +137,33 @@ def test_download_flowers_command_fetches_checks_and_extracts_a_file_url(tmp_pat
         "roses",
     ]
     assert "download" in out.stderr  # the progress bar
+
+
+def test_datasets_lists_and_deletes_only_what_the_studio_made(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    archive = tmp_path / "birds.zip"
+    archive.write_bytes(zip_bytes(photo_entries()))
+    assert run_engine("import-zip", "--zip", str(archive), home=home).returncode == 0
+    write_class_folders(home / "datasets" / "my_photos", {"a": 3, "b": 3})
+
+    listed = run_engine("datasets", home=home)
+    assert listed.returncode == 0, listed.stderr
+    header, _rule, *rows = listed.stdout.splitlines()
+    assert header.split() == ["name", "kind", "MB", "files", "created", "source"]
+    assert [row.split()[:2] + row.split()[3:4] + row.split()[-1:] for row in rows] == [
+        ["birds", "import", "6", "birds.zip"]
+    ]
+    as_json = json.loads(run_engine("datasets", "--json", home=home).stdout)
+    assert [(d["name"], d["kind"], d["files"]) for d in as_json] == [("birds", "import", 6)]
+
+    refused = run_engine("datasets", "--delete", "my_photos", home=home)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: ") and len(refused.stderr.strip().splitlines()) == 1
+    assert "not made by Retrain Studio" in refused.stderr
+    assert (home / "datasets" / "my_photos" / "a").is_dir()
+
+    deleted = run_engine("datasets", "--delete", "birds", home=home)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.strip() == f"Deleted {home / 'datasets' / 'birds'}"
+    assert not (home / "datasets" / "birds").exists()
+    assert "No datasets made by the studio" in run_engine("datasets", home=home).stdout
