@@ -217,7 +217,8 @@ def scan_dataset(
                 todo, pool.map(lambda t: _check_one(t[0], max_bytes), todo), strict=True
             ):
                 results[path] = result
-                new_cache[rel] = [size, mtime, result]
+                if result[:2] != ["bad", "too_large"]:  # depends on the cap, which may be raised
+                    new_cache[rel] = [size, mtime, result]
                 tracker.advance(cached=hits)
     if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
         tracker.finish()

@@ -113,8 +113,10 @@ def test_the_size_cap_is_configurable_and_checked(
     root = write_class_folders(tmp_path / "photos", {"cats": 3, "dogs": 3})
     (root / "cats" / "big.png").write_bytes(image_bytes(make_image(0, 50, (400, 300)), "PNG"))
     monkeypatch.setenv("RETRAIN_STUDIO_MAX_IMAGE_BYTES", "20000")
-    dataset = scan_dataset(root, use_cache=False)
+    dataset = scan_dataset(root)
     assert [(p.rel_path, p.kind) for p in dataset.problems] == [("cats/big.png", "too_large")]
+    monkeypatch.setenv("RETRAIN_STUDIO_MAX_IMAGE_BYTES", str(10**9))  # raised: checked again
+    assert scan_dataset(root).problems == []
     monkeypatch.setenv("RETRAIN_STUDIO_MAX_IMAGE_BYTES", "lots")
     with pytest.raises(StudioError, match="RETRAIN_STUDIO_MAX_IMAGE_BYTES='lots'"):
         scan_dataset(root, use_cache=False)
