@@ -23,8 +23,10 @@ from engine.data.walk import MAX_FOLDER_DEPTH
 from tests.support.cli import REPO_ROOT
 from tests.support.factories import image_bytes, make_image, write_class_folders
 
+# VmHWM is this process's own peak RSS; ru_maxrss would also count the parent's
+# memory at fork (pytest with TensorFlow loaded), which Linux keeps across exec.
 SCAN_CHILD = """
-import json, resource, sys
+import json, re, sys
 from engine.core.errors import StudioError
 from engine.data.scan import scan_dataset
 try:
@@ -35,7 +37,8 @@ try:
     }
 except StudioError as exc:
     out = {"error": str(exc)}
-out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+status = open("/proc/self/status").read()
+out["max_rss_mb"] = int(re.search(r"VmHWM:\\s*(\\d+) kB", status).group(1)) / 1024
 print(json.dumps(out))
 """
 GIB = 1024**3
