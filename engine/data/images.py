@@ -347,15 +347,17 @@ def check_image(
     where = str(path)
     with open_image_file(path, max_bytes=max_bytes) as handle:
         size = os.fstat(handle.fileno()).st_size
-        if sniff_image_format(handle.read(SNIFF_BYTES)) is None:
-            raise ImageError(NOT_AN_IMAGE, where)
-        handle.seek(0)
         try:
-            if size <= WHOLE_READ_BYTES:  # a photo: one read, hashed and decoded from memory
+            if size <= WHOLE_READ_BYTES:  # a photo: one read, sniffed, hashed, decoded from memory
                 data = handle.read()
+                if sniff_image_format(data[:SNIFF_BYTES]) is None:
+                    raise ImageError(NOT_AN_IMAGE, where)
                 digest = hashlib.sha256(data).hexdigest()
                 stream: IO[bytes] = io.BytesIO(data)
             else:  # anything bigger streams: memory stays flat whatever the size
+                if sniff_image_format(handle.read(SNIFF_BYTES)) is None:
+                    raise ImageError(NOT_AN_IMAGE, where)
+                handle.seek(0)
                 digest = hashlib.file_digest(handle, "sha256").hexdigest()
                 handle.seek(0)
                 stream = handle
