@@ -1,7 +1,7 @@
 """Benchmark: the scan against hostile folders, this tree side by side with a baseline commit.
 
-Every case runs `scan_dataset` in a fresh child process (wall time and its
-own peak RSS), once with this tree's engine and once with the baseline's
+Every case runs `scan_dataset` in a fresh child process (wall time, CPU
+time, its own peak RSS), once with this tree's engine and once with the baseline's
 (a commit exported with `git archive`, default `main`):
 
 - 12 photos beside a 2 GB sparse file named huge.png;
@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 # VmHWM: the child's own peak RSS (ru_maxrss would include the parent's at fork).
 CHILD = """
-import json, re, sys, time
+import json, re, resource, sys, time
 from engine.core.errors import StudioError
 from engine.data.scan import scan_dataset
 start = time.perf_counter()
@@ -45,7 +45,9 @@ try:
 except StudioError as exc:
     outcome = "refused: " + str(exc)[:90]
 peak = re.search(r"VmHWM:\\s*(\\d+) kB", open("/proc/self/status").read()).group(1)
-print(json.dumps({"s": time.perf_counter() - start, "outcome": outcome, "rss_mb": int(peak) / 1024}))
+cpu = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"s": time.perf_counter() - start, "outcome": outcome, "rss_mb": int(peak) / 1024,
+                  "cpu_s": cpu.ru_utime + cpu.ru_stime}))
 """
 GIB = 1024**3
 
@@ -72,7 +74,10 @@ def run_scan(tree: Path, root: Path, timeout: float, env: dict[str, str] | None 
     if done.returncode != 0:
         return f"crashed: {done.stderr.strip().splitlines()[-1][:90]}"
     result = json.loads(done.stdout)
-    return f"{result['s']:7.2f} s  {result['rss_mb']:7.0f} MB peak RSS  {result['outcome']}"
+    return (
+        f"{result['s']:7.2f} s  {result['cpu_s']:6.2f} s CPU  {result['rss_mb']:6.0f} MB peak RSS  "
+        f"{result['outcome']}"
+    )
 
 
 def make_cases(work: Path) -> dict[str, Path]:
