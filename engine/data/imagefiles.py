@@ -2,7 +2,7 @@
 
 - A named pipe, socket or device is refused from its `stat` *before* any
   `open`: opening a FIFO blocks until a writer appears, a device may never end.
-- A file over `engine.core.limits.max_image_bytes()` is refused before any
+- A file over `engine.core.limits.MAX_IMAGE_BYTES` is refused before any
   byte is read.
 - The first bytes say whether a file is a JPEG, PNG, GIF, BMP, WebP or TIFF
   at all, before a decoder sees it.
@@ -15,7 +15,7 @@ import stat
 from typing import IO
 
 from engine.core.errors import ImageError
-from engine.core.limits import MAX_IMAGE_BYTES_ENV, max_image_bytes
+from engine.core.limits import MAX_IMAGE_BYTES
 
 # How many leading bytes `sniff_image_format` needs.
 SNIFF_BYTES = 16
@@ -66,7 +66,7 @@ def _check_file_stat(info: os.stat_result, where: str, max_bytes: int) -> None:
     if info.st_size > max_bytes:
         raise ImageError(
             f"too large: {info.st_size:,} bytes (the limit is {max_bytes:,}; set "
-            f"{MAX_IMAGE_BYTES_ENV} to raise it)",
+            f"{MAX_IMAGE_BYTES.env} to raise it)",
             where,
         )
 
@@ -82,7 +82,7 @@ def open_image_file(path: str | os.PathLike[str], *, max_bytes: int | None = Non
     Args:
         path: the file (a symbolic link is followed).
         max_bytes: the largest size accepted. Defaults to
-            `engine.core.limits.max_image_bytes()`.
+            `engine.core.limits.MAX_IMAGE_BYTES`.
 
     Returns:
         The open binary file; the caller closes it.
@@ -92,7 +92,7 @@ def open_image_file(path: str | os.PathLike[str], *, max_bytes: int | None = Non
             empty, or larger than `max_bytes`.
     """
     where = str(path)
-    limit = max_image_bytes() if max_bytes is None else max_bytes
+    limit = MAX_IMAGE_BYTES.value() if max_bytes is None else max_bytes
     try:
         _check_file_stat(os.stat(path), where, limit)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))

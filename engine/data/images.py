@@ -334,7 +334,7 @@ def check_image(
         path: the file.
         min_side: the shortest usable side in pixels. Defaults to `MIN_SIDE`.
         max_bytes: the largest file accepted. Defaults to
-            `engine.core.limits.max_image_bytes()`.
+            `engine.core.limits.MAX_IMAGE_BYTES`.
 
     Returns:
         A `CheckedImage` with the header facts, SHA-256 and size.

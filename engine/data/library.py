@@ -7,7 +7,7 @@ the only thing that lets `delete_dataset` delete a folder: a folder without
 one, a symbolic link, or anything outside the datasets folder is refused, so
 a user's own photos are never deleted even if they sit beside the studio's.
 
-Imports share a quota (`engine.core.limits.import_quota_bytes`): the bytes of
+Imports share a quota (`engine.core.limits.IMPORT_QUOTA_BYTES`): the bytes of
 the finished imports plus those reserved by imports still unpacking (their
 `temp_folder` is held by a live process). Choosing a new dataset's name,
 reserving quota and deleting happen under a `file_lock` on the datasets
@@ -28,7 +28,7 @@ from typing import Any
 from engine.core import paths
 from engine.core.errors import StudioError
 from engine.core.fsutil import atomic_write_json, file_lock, is_held, temp_folder
-from engine.core.limits import IMPORT_QUOTA_ENV, import_quota_bytes
+from engine.core.limits import IMPORT_QUOTA_BYTES
 
 MANIFEST_NAME = ".retrain-studio-dataset.json"
 KINDS = ("demo", "import", "download")
@@ -301,12 +301,12 @@ def reserve_import(folder: Path, incoming_bytes: int, *, root: Path) -> None:
     Raises:
         StudioError: the imports would then take more than the quota.
     """
-    quota = import_quota_bytes()
+    quota = IMPORT_QUOTA_BYTES.value()
     used = import_usage(root)
     if used + incoming_bytes > quota:
         raise StudioError(
             f"importing {incoming_bytes:,} more bytes would bring the imported datasets to "
-            f"{used + incoming_bytes:,} bytes, over the quota of {quota:,} ({IMPORT_QUOTA_ENV}); "
+            f"{used + incoming_bytes:,} bytes, over the quota of {quota:,} ({IMPORT_QUOTA_BYTES.env}); "
             "delete datasets you no longer need (Dataset page, or `python -m engine datasets "
             "--delete NAME`), then import again"
         )

@@ -31,7 +31,7 @@ from typing import Any
 from engine.core import paths
 from engine.core.errors import ImageError, StudioError
 from engine.core.fsutil import atomic_write_text
-from engine.core.limits import max_image_bytes
+from engine.core.limits import MAX_IMAGE_BYTES
 from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.data.dataset import ClassInfo, Dataset, Duplicate, ImageRecord, Problem
 from engine.data.images import MIN_SIDE, check_image
@@ -184,7 +184,7 @@ def scan_dataset(
     problems: list[Problem] = []
     errors: list[str] = []
     warnings: list[str] = []
-    max_bytes = max_image_bytes()
+    max_bytes = MAX_IMAGE_BYTES.value()
     class_folders, files_by_folder = walk_dataset(root_path, problems)
     all_files = [p for files in files_by_folder.values() for p in files]
 

@@ -202,7 +202,7 @@ def import_zip(
     single entry. Bytes are also counted while extracting, so an entry that
     inflates past its declared size is caught too. `__MACOSX` and `._*`
     entries are skipped. The imports together stay within
-    `engine.core.limits.import_quota_bytes()`. The new folder carries the
+    `engine.core.limits.IMPORT_QUOTA_BYTES`. The new folder carries the
     studio's manifest (`engine.data.library`), so it can be listed and deleted.
 
     Args:

@@ -11,7 +11,7 @@ first bytes of a few files (`PROBE_FILES`) of the first class folders.
 - Named pipes, sockets and devices are skipped and listed from their
   directory entry's type, never opened (opening a FIFO blocks forever).
 - A folder that cannot be a dataset is refused early, before any file is
-  checked: more than `engine.core.limits.max_dataset_files()` entries,
+  checked: more than `engine.core.limits.MAX_DATASET_FILES` entries,
   folders more than `MAX_FOLDER_DEPTH` levels inside a class folder, or no
   image among the first files of its first `PROBE_FOLDERS` class folders
   (so `/` or a home folder answers in seconds).
@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from engine.core.errors import ImageError, StudioError
-from engine.core.limits import max_dataset_files
+from engine.core.limits import MAX_DATASET_FILES
 from engine.data.dataset import Problem
 from engine.data.imagefiles import SNIFF_BYTES, open_image_file, sniff_image_format, special_file_reason
 
@@ -58,7 +58,7 @@ class _Walk:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.limit = max_dataset_files()
+        self.limit = MAX_DATASET_FILES.value()
         self.entries = 0
         self.probed: list[str] = []  # class folders whose first files held no image
         self.confirmed = False
@@ -67,7 +67,7 @@ class _Walk:
         self.entries += 1
         if self.entries > self.limit:
             raise self.refuse(
-                f"it holds more than {self.limit:,} files and folders (RETRAIN_STUDIO_MAX_DATASET_FILES)"
+                f"it holds more than {self.limit:,} files and folders ({MAX_DATASET_FILES.env})"
             )
 
     def refuse(self, why: str) -> StudioError:

@@ -132,12 +132,19 @@ def test_a_named_pipe_given_as_the_zip_is_refused_without_blocking(tmp_path: Pat
 # ---------------------------------------------------------------- the quota
 
 
-def test_imports_share_a_quota_and_deleting_frees_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def photos(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """Photos for a zip, with a quota of one and a half zips of them."""
     photos = photo_entries()
-    size = sum(len(v) for v in photos.values())
-    monkeypatch.setenv("RETRAIN_STUDIO_IMPORT_QUOTA_BYTES", str(size * 3 // 2))
+    monkeypatch.setenv("RETRAIN_STUDIO_IMPORT_QUOTA_BYTES", str(_size(photos) * 3 // 2))
+    return photos
+
+
+def _size(photos: dict[str, bytes]) -> int:
+    return sum(len(v) for v in photos.values())
+
+
+def test_imports_share_a_quota_and_deleting_frees_it(tmp_path: Path, photos: dict[str, bytes]) -> None:
     first = import_zip(zip_bytes(photos), dest_root=tmp_path, name="first")
     with pytest.raises(
         StudioError, match=r"over the quota of .*RETRAIN_STUDIO_IMPORT_QUOTA_BYTES.*--delete"
@@ -149,14 +156,11 @@ def test_imports_share_a_quota_and_deleting_frees_it(
 
 
 def test_an_import_still_unpacking_counts_toward_the_quota(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, photos: dict[str, bytes]
 ) -> None:
-    photos = photo_entries()
-    size = sum(len(v) for v in photos.values())
-    monkeypatch.setenv("RETRAIN_STUDIO_IMPORT_QUOTA_BYTES", str(size * 3 // 2))
     with temp_folder(".other.import-", tmp_path) as other:  # another session's import, mid-way
         with file_lock(tmp_path):
-            reserve_import(other, size, root=tmp_path)
+            reserve_import(other, _size(photos), root=tmp_path)
         with pytest.raises(StudioError, match="over the quota"):
             import_zip(zip_bytes(photos), dest_root=tmp_path, name="mine")
     assert import_zip(zip_bytes(photos), dest_root=tmp_path, name="mine").is_dir()
