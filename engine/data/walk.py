@@ -97,8 +97,12 @@ def _looks_like_image(path: Path) -> bool:
 def _link_problem(root: Path, path: Path) -> Problem | None:
     """Why a symbolic link found in a class folder is skipped, or None to keep it."""
     rel = path.relative_to(root).as_posix()
-    target = path.resolve()
-    if target.is_dir():
+    try:
+        target = path.resolve()
+        is_folder = target.is_dir()
+    except (OSError, RuntimeError):  # Python 3.11 raises RuntimeError on a loop
+        return Problem(rel, "symlink", "broken link: it points to itself in a loop")
+    if is_folder:
         return Problem(rel, "symlink", "linked folder not followed; copy its photos in instead")
     if not _inside(target, root):
         return Problem(

@@ -82,6 +82,20 @@ def test_named_pipe_socket_and_link_to_a_pipe_are_listed_without_blocking(tmp_pa
     assert "socket" in kinds["dogs/sock.png"][1]
 
 
+def test_a_symlink_loop_and_a_broken_link_are_listed_not_a_crash(tmp_path: Path) -> None:
+    root = write_class_folders(tmp_path / "photos", {"cats": 3, "dogs": 3})
+    os.symlink(root / "cats" / "b.jpg", root / "cats" / "a.jpg")
+    os.symlink(root / "cats" / "a.jpg", root / "cats" / "b.jpg")  # a loop: resolve() raised
+    os.symlink(root / "dogs" / "gone.jpg", root / "dogs" / "broken.jpg")
+    dataset = scan_dataset(root, use_cache=False)
+    assert {(p.rel_path, p.kind, p.reason.split(":")[0]) for p in dataset.problems} == {
+        ("cats/a.jpg", "symlink", "broken link"),
+        ("cats/b.jpg", "symlink", "broken link"),
+        ("dogs/broken.jpg", "symlink", "broken link"),
+    }
+    assert len(dataset.images) == 6
+
+
 def _sparse(path: Path, size: int, head: bytes = b"") -> Path:
     with path.open("wb") as handle:
         handle.write(head)
