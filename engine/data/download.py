@@ -22,6 +22,7 @@ from pathlib import Path
 
 from engine.core import paths
 from engine.core.errors import StudioError
+from engine.core.fsutil import honour_umask
 from engine.core.progress import ProgressCallback, ProgressTracker
 
 # The codelab's archive. Size and SHA-256 as recorded by TensorFlow Datasets
@@ -139,6 +140,7 @@ def _extract_tgz(archive: Path, dest: Path, progress: ProgressCallback | None) -
             final_tmp.rmdir()
             os.replace(inner, final_tmp)
         os.replace(final_tmp, dest)
+        honour_umask(dest)  # mkdtemp made it 0700
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -79,7 +79,7 @@ def _sha256(path: Path) -> str:
 def cached_weights_path(source: Path) -> Path:
     """Where the converted weights of `source` are cached (keyed by its content hash)."""
     key = f"{_sha256(source)[:16]}-v{_CONVERTER_VERSION}"
-    return paths.cache_dir() / "backbones" / f"efficientnet_lite0-{key}.weights.h5"
+    return paths.backbone_file(f"efficientnet_lite0-{key}.weights.h5")
 
 
 def build_network(input_size: int, *, include_top: bool) -> Any:
