@@ -18,7 +18,6 @@ write leaves the previous file as it was.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -31,14 +30,6 @@ RECORD_FILE = "outputs.json"
 _LOCK_FILE = "outputs.lock"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _record_path() -> Path:
     return paths.home_dir() / RECORD_FILE
 
@@ -48,8 +39,19 @@ def _records() -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def _outside(
+    path: str | os.PathLike[str], what: str, protected: Iterable[str | os.PathLike[str]]
+) -> Path:
+    """`path` resolved, refused when it lies in one of the `protected` folders."""
+    target = Path(path).expanduser().resolve()
+    for root in protected:
+        folder = Path(root).expanduser().resolve()
+        if target == folder or folder in target.parents:
+            raise StudioError(
+                f"{what}={str(path)!r} is inside {folder}, which must not be changed (it is the "
+                "dataset); choose a path outside it"
+            )
+    return target
 
 
 def owned(path: str | os.PathLike[str]) -> bool:
@@ -66,7 +68,7 @@ def owned(path: str | os.PathLike[str]) -> bool:
     if expected is None or not target.is_file():
         return False
     try:
-        return _sha256(target) == expected
+        return fsutil.sha256_file(target) == expected
     except OSError:
         return False
 
@@ -88,14 +90,7 @@ def check_output(
         StudioError: `path` is a folder, lies inside a protected folder, or is an
             existing file the studio did not write.
     """
-    target = Path(path).expanduser().resolve()
-    for root in protected:
-        folder = Path(root).expanduser().resolve()
-        if _inside(target, folder):
-            raise StudioError(
-                f"{what}={str(path)!r} is inside {folder}, which must not be changed (it is the "
-                "dataset); choose a path outside it"
-            )
+    target = _outside(path, what, protected)
     if target.is_dir():
         raise StudioError(
             f"{what}={str(path)!r} is a folder; give a file path (the studio never replaces a "
@@ -125,14 +120,7 @@ def check_output_folder(
     Raises:
         StudioError: it exists, or lies inside a protected folder, or its parent is a file.
     """
-    target = Path(path).expanduser().resolve()
-    for root in protected:
-        folder = Path(root).expanduser().resolve()
-        if _inside(target, folder):
-            raise StudioError(
-                f"{what}={str(path)!r} is inside {folder}, which must not be changed (it is the "
-                "dataset); choose a folder outside it"
-            )
+    target = _outside(path, what, protected)
     if target.exists() or target.is_symlink():
         raise StudioError(f"{what}: {target} exists already; the studio only creates new folders")
     for parent in target.parents:
@@ -146,7 +134,7 @@ def check_output_folder(
 def _remember(target: Path) -> None:
     with fsutil.file_lock(paths.home_dir() / _LOCK_FILE):
         records = _records()
-        records[str(target)] = _sha256(target)
+        records[str(target)] = fsutil.sha256_file(target)
         # forget files that are gone, so the record stays small
         records = {p: h for p, h in records.items() if Path(p).is_file()}
         fsutil.atomic_write_text(_record_path(), json.dumps(records, indent=1, sort_keys=True) + "\n")

@@ -12,7 +12,6 @@ TensorFlow and Keras are imported only inside the functions that build models.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from engine.core import paths
 from engine.core.errors import StudioError
+from engine.core.fsutil import sha256_file
 
 KERAS_WEIGHTS_URL_ENV = "RETRAIN_STUDIO_KERAS_WEIGHTS_URL"
 KERAS_WEIGHTS_URL_DEFAULT = "https://storage.googleapis.com"
@@ -30,14 +30,6 @@ MINUS_ONE_ONE = "x / 127.5 - 1"
 def keras_home() -> Path:
     """Keras' own cache folder (`$KERAS_HOME`, else `~/.keras`)."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
-
-
-def _sha256_prefix(path: Path, length: int = 16) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
 
 
 @dataclass(frozen=True)
@@ -127,7 +119,7 @@ class KerasApp:
 
     def key(self, size: int, *, top: bool = False) -> str:
         """What identifies the weights (a hash of the file), for caches built from them."""
-        return _sha256_prefix(self.weights_file(size, top=top))
+        return sha256_file(self.weights_file(size, top=top))[:16]
 
     def build(self, size: int, *, top: bool, weights: str | None) -> Any:
         """The network with these weights; see `engine.models.registry.WeightsSpec.build`.
