@@ -9,7 +9,6 @@ that is renamed into place, so a half-extracted dataset is never seen.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from engine.core import paths
 from engine.core.errors import StudioError
+from engine.core.fsutil import honour_umask, sha256_file
 from engine.core.progress import ProgressCallback, ProgressTracker
 
 # The codelab's archive. Size and SHA-256 as recorded by TensorFlow Datasets
@@ -103,14 +103,6 @@ def _download(
         raise StudioError(f"download stopped at {received:,} of {total:,} bytes; run it again to resume")
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _extract_tgz(archive: Path, dest: Path, progress: ProgressCallback | None) -> None:
     """Extract the archive's single top folder into `dest`, atomically and safely."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
@@ -139,6 +131,7 @@ def _extract_tgz(archive: Path, dest: Path, progress: ProgressCallback | None) -
             final_tmp.rmdir()
             os.replace(inner, final_tmp)
         os.replace(final_tmp, dest)
+        honour_umask(dest)  # mkdtemp made it 0700
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -196,7 +189,7 @@ def download_flower_photos(
     part = root / f"{FLOWER_PHOTOS_NAME}.tgz.part"
     _download(url, part, expected_size=expected_size, timeout=timeout, tracker_callback=progress)
     if sha256 is not None:
-        actual = _sha256_file(part)
+        actual = sha256_file(part)
         if actual != sha256.lower():
             part.unlink(missing_ok=True)
             raise StudioError(

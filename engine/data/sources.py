@@ -20,6 +20,7 @@ from typing import IO
 
 from engine.core import paths
 from engine.core.errors import StudioError
+from engine.core.fsutil import honour_umask
 from engine.core.progress import ProgressCallback, ProgressTracker
 
 # Zip limits: generous for a photo dataset, far below a zip bomb.
@@ -203,6 +204,7 @@ def import_zip(
             if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
                 tracker.finish()
             os.replace(tmp, dest)
+            honour_umask(dest)  # mkdtemp made it 0700
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
