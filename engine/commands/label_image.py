@@ -1,10 +1,28 @@
-"""`python -m engine label_image`: label_image.py for a trained run."""
+"""`python -m engine label_image`: label_image.py for a trained model.
+
+Takes the codelab's label_image.py flags. `--graph` is recognised by its
+content (a `.keras` zip saved as `retrained_graph.pb` works), the labels and
+the preprocessing travel inside every model the studio writes, so `--labels`
+and label_image.py's `--input_*` flags are not needed; those are accepted
+with a one-line note.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+# label_image.py's flags that describe preprocessing or graph tensors: here the
+# preprocessing is inside the model and its metadata, so they change nothing.
+IGNORED_FLAGS = (
+    "input_height",
+    "input_width",
+    "input_mean",
+    "input_std",
+    "input_layer",
+    "output_layer",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,12 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "label_image",
         help="label photos with a trained model",
         description="Print the top labels of a photo (label_image.py's output), or a CSV for "
-        "many photos or a folder. --graph may be a run folder (then --labels is not needed).",
+        "many photos or a folder. --graph is any model the studio wrote (a run folder, "
+        "model.keras, model.tflite, or --output_graph's file whatever its name).",
     )
     parser.add_argument(
-        "--graph", required=True, help="model: .tflite, .keras, SavedModel or run folder"
+        "--graph",
+        help="model: a run folder, or a TFLite or Keras model file (recognised by its content) or "
+        "SavedModel folder (default: tf_files/retrained_graph.pb, as in the codelab)",
     )
-    parser.add_argument("--labels", help="labels file (default: the run's labels.txt)")
+    parser.add_argument(
+        "--labels",
+        help="labels file (default: the labels the model carries, else labels.txt beside it, "
+        "else tf_files/retrained_labels.txt)",
+    )
     parser.add_argument(
         "--image", action="append", required=True, help="image file or folder; may be repeated"
     )
@@ -32,15 +57,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--prefer", choices=("litert", "tensorflow"), default="litert",
         help="for a run folder: the exported TFLite model (LiteRT) or model.keras",
     )  # fmt: skip
+    for name in IGNORED_FLAGS:
+        kind = int if name.startswith("input_") and name != "input_layer" else str
+        parser.add_argument(f"--{name}", type=kind, help="accepted for label_image.py; not needed")
     parser.set_defaults(func=run_label_image)
 
 
 def run_label_image(args: argparse.Namespace) -> int:
     """Run `label_image` from parsed arguments.
 
-    One image: `Evaluation time (1-image): 0.018s`, then `<label> <probability>`
-    lines, best first. Many images or a folder: a CSV with one row per image;
-    an image that fails is listed with its error and the others still work.
+    One image: `Evaluation time (1-image): 0.018s`, a blank line, then
+    `<label> <probability>` lines, best first. Many images or a folder: a CSV
+    with one row per image; an image that fails is listed with its error and
+    the others still work.
 
     Args:
         args: parsed `label_image` arguments.
@@ -52,13 +81,25 @@ def run_label_image(args: argparse.Namespace) -> int:
         StudioError: bad model, labels or image (printed as one line by the CLI).
     """
     from engine.core.errors import StudioError
-    from engine.core.fsutil import atomic_write_text
-    from engine.serve.inference import Predictor, image_files
+    from engine.core.outputs import write_output_bytes
+    from engine.core.rundir import RunDir
+    from engine.serve.inference import DEFAULT_GRAPH, Predictor, image_files
 
     if args.top_k < 1:
         raise StudioError(f"--top_k={args.top_k} is not allowed; use 1 or more")
-    graph = Path(args.graph)
-    if graph.is_dir() and (graph / "model.keras").exists() and args.labels is None:
+    for name in IGNORED_FLAGS:
+        if getattr(args, name) is not None:
+            print(
+                f"note: --{name} is not needed: the model carries its own input size and "
+                "preprocessing, which are used instead",
+                file=sys.stderr,
+            )
+    if args.graph is None and not Path(DEFAULT_GRAPH).exists():
+        raise StudioError(
+            f"no --graph given and no {DEFAULT_GRAPH} here; pass --graph (a run folder or a model file)"
+        )
+    graph = Path(args.graph or DEFAULT_GRAPH)
+    if graph.is_dir() and RunDir(graph).model_path.exists() and args.labels is None:
         predictor = Predictor.from_run(graph, prefer=args.prefer)
     else:
         predictor = Predictor.from_files(graph, args.labels)
@@ -70,6 +111,7 @@ def run_label_image(args: argparse.Namespace) -> int:
             raise StudioError(f"--image {str(path)!r} does not exist; give an image file or folder")
         prediction = predictor.predict(str(path), top_k=args.top_k)
         print(f"Evaluation time (1-image): {prediction.seconds:.3f}s")
+        print()
         for label, probability in prediction.top_k:
             print(f"{label} {probability:.5f}")
         return 0
@@ -80,7 +122,7 @@ def run_label_image(args: argparse.Namespace) -> int:
     table = predictor.predict_many([str(f) for f in files], top_k=args.top_k)
     text = table.to_csv(index=False)
     if args.output_csv:
-        atomic_write_text(args.output_csv, text)
+        write_output_bytes(args.output_csv, text.encode("utf-8"), what="--output_csv")
     else:
         sys.stdout.write(text)
     failed = int(table["error"].notna().sum())

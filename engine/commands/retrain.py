@@ -50,8 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_retrain)
 
 
+QUANTIZED_SUFFIX = "_quantized"
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The `TrainConfig` the parsed flags describe.
+
+    retrain.py's `--architecture mobilenet_<width>_<size>_quantized` names a
+    quantized graph; here the float network is trained and `--export` writes
+    an int8 TFLite model beside it, so the suffix is dropped with a note.
 
     Args:
         args: parsed `retrain` arguments.
@@ -59,7 +66,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     Returns:
         The settings.
     """
-    return TrainConfig.from_args(args, weights=None if args.random_weights else "imagenet")
+    overrides: dict[str, object] = {"weights": None if args.random_weights else "imagenet"}
+    name = args.architecture
+    if isinstance(name, str) and name.endswith(QUANTIZED_SUFFIX):
+        overrides["architecture"] = name.removesuffix(QUANTIZED_SUFFIX)
+        print(
+            f"note: --architecture={name}: the float {overrides['architecture']} is trained; "
+            "add --export for an int8 TFLite model (the quantized one)",
+            file=sys.stderr,
+        )
+    return TrainConfig.from_args(args, **overrides)
 
 
 def run_retrain(args: argparse.Namespace) -> int:
@@ -78,6 +94,7 @@ def run_retrain(args: argparse.Namespace) -> int:
     from engine.core.errors import StudioError
     from engine.core.progress import TerminalBar
     from engine.core.rundir import RunDir
+    from engine.train.retrain import check_outputs
 
     given = RunDir(args.run_dir) if args.run_dir else None
     if given is not None and not given.path.is_dir():
@@ -86,6 +103,7 @@ def run_retrain(args: argparse.Namespace) -> int:
         request = given.read_request() if given is not None else None
         config = TrainConfig.from_dict(request) if request is not None else config_from_args(args)
         name = config.validate().job_folder_name()
+        check_outputs(config)  # before a run folder is made for a training that cannot finish
         if config.image_dir is not None and not Path(config.image_dir).is_dir():
             raise StudioError(
                 f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "

@@ -5,6 +5,11 @@ reports, models, caches) goes through these helpers: the data is written to a
 temporary file in the same folder, flushed to disk, then renamed over the
 target with `os.replace`, which is atomic on POSIX and Windows.
 
+Files and folders come out with the modes the process umask gives (0644 and
+0755 with the usual umask), as `open` and `mkdir` would make them, so a
+teammate, a TensorBoard or a web server running as another user can read a
+shared runs folder; the temporary files `tempfile` makes are 0600 until then.
+
 `file_lock` serialises read-modify-write sequences (a run's status.json, the
 job launcher, the TensorBoard registry) across threads and processes.
 
@@ -17,6 +22,7 @@ one a killed process left behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -26,14 +32,50 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.core.errors import StudioError
+
 try:  # POSIX only; elsewhere the lock only serialises the threads of one process.
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
+_umask_guard = threading.Lock()
 _held = threading.local()
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows.
+
+    Returns:
+        The umask bits (e.g. 0o022).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_guard:  # os.umask can only be read by setting it: keep the window short
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike[str]) -> None:
+    """Give a file 0666, or a folder 0777, less the umask: what `open`/`mkdir` would have made.
+
+    For what `tempfile` created (0600 files, 0700 folders) and is now renamed into place.
+
+    Args:
+        path: the file or folder (not followed when it is a symbolic link).
+    """
+    target = Path(path)
+    if target.is_symlink():
+        return
+    full = 0o777 if target.is_dir() else 0o666
+    os.chmod(target, full & ~current_umask())
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -53,6 +95,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
@@ -131,7 +174,7 @@ def is_held(path: str | os.PathLike[str]) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, replace_folder: bool = False) -> Iterator[Path]:
     """Give a temporary path to write to; rename it over `path` if the block succeeds.
 
     For writers that insist on a file name of their own (Keras `model.save`,
@@ -142,11 +185,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     Args:
         path: the final file or folder.
+        replace_folder: allow replacing an existing folder (only for folders the
+            studio made itself, such as a run's `export/saved_model`). Defaults to
+            False: an existing folder is refused before anything is written.
 
     Yields:
         The temporary path, in the same folder as `path`.
+
+    Raises:
+        StudioError: `path` is an existing folder and `replace_folder` is False.
     """
     target = Path(path)
+    if not replace_folder and target.is_dir() and not target.is_symlink():
+        raise StudioError(
+            f"{target} is a folder; refusing to replace it (the studio replaces only files and "
+            "folders it made)"
+        )
     with temp_folder(f".{target.name}.tmp-", target.parent) as tmp_dir:
         tmp = tmp_dir / target.name
         yield tmp
@@ -158,6 +212,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 os.replace(tmp, target)
         else:
             os.replace(tmp, target)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB slices (memory stays flat).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json_dict(path: Path) -> dict[str, Any]:

@@ -13,8 +13,14 @@ Nothing is created at import time; callers create what they write to.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+# retrain.py's --model_dir for the training running in this context (None: the studio's cache).
+_model_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar("model_dir", default=None)
 
 
 def _env_path(name: str, default: Path) -> Path:
@@ -48,6 +54,49 @@ def data_roots() -> list[Path] | None:
     if not value:
         return None
     return [Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p.strip()]
+
+
+def model_dir() -> Path | None:
+    """The `--model_dir` in force (where pretrained weights are looked for and kept), or None."""
+    return _model_dir.get()
+
+
+@contextlib.contextmanager
+def using_model_dir(folder: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Within the block, pretrained weights are looked for and kept in `folder` first.
+
+    Args:
+        folder: retrain.py's `--model_dir`; None keeps the studio's cache.
+    """
+    token = _model_dir.set(Path(folder).expanduser() if folder else None)
+    try:
+        yield
+    finally:
+        _model_dir.reset(token)
+
+
+def backbone_file(name: str) -> Path:
+    """Where the converted-backbone file `name` is: in `--model_dir` first, then the cache.
+
+    Args:
+        name: the file's name (a converted weights file or a .tflite).
+
+    Returns:
+        The first existing copy, else where a new one is kept (`--model_dir` when
+        given, else `cache_dir()/backbones`).
+    """
+    chosen = model_dir()
+    folders = [*([chosen] if chosen is not None else []), cache_dir() / "backbones"]
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    return folders[0] / name
+
+
+def weights_dirs() -> list[Path]:
+    """Where downloaded weight files are looked for, in order (`--model_dir` first); the first keeps new ones."""
+    chosen = model_dir()
+    return [*([chosen] if chosen is not None else []), cache_dir() / "weights"]
 
 
 def engine_version() -> str:

@@ -375,7 +375,7 @@ def write_demo_dataset(
     """
     total = images_per_class * len(DEMO_CLASSES)
     tracker = ProgressTracker("demo-data", total, progress, unit="images")
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, replace_folder=True) as tmp:  # an older demo: the studio's own
         tmp.mkdir()
         jobs = [(label, index) for label in DEMO_CLASSES for index in range(images_per_class)]
         for label in DEMO_CLASSES:

@@ -12,7 +12,6 @@ the first's download and then reuse it, instead of writing the same `.part`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from engine.core import paths
 from engine.core.errors import StudioError
-from engine.core.fsutil import file_lock, temp_folder
+from engine.core.fsutil import file_lock, honour_umask, sha256_file, temp_folder
 from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.data.library import write_manifest
 
@@ -130,14 +129,6 @@ def _download(
         raise StudioError(f"download stopped at {received:,} of {total:,} bytes; run it again to resume")
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _extract_tgz(archive: Path, dest: Path, progress: ProgressCallback | None, source: str) -> None:
     """Extract the archive's single top folder into `dest`, atomically and safely."""
     with temp_folder(f".{dest.name}.extract-", dest.parent) as tmp:
@@ -156,6 +147,7 @@ def _extract_tgz(archive: Path, dest: Path, progress: ProgressCallback | None, s
             inner = tops[0] if len(tops) == 1 and tops[0].is_dir() else tmp
             write_manifest(inner, "download", source=source)
             os.replace(inner, dest)
+            honour_umask(dest)  # mkdtemp made it 0700
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise StudioError(
                 f"{archive.name} could not be extracted ({exc}); delete it and download again"
@@ -241,7 +233,7 @@ def download_flower_photos(
             tracker_callback=progress,
         )
         if sha256 is not None:
-            actual = _sha256_file(part)
+            actual = sha256_file(part)
             if actual != sha256.lower():
                 part.unlink(missing_ok=True)
                 raise StudioError(

@@ -20,7 +20,7 @@ from typing import IO
 
 from engine.core import paths
 from engine.core.errors import StudioError
-from engine.core.fsutil import file_lock, temp_folder
+from engine.core.fsutil import file_lock, honour_umask, temp_folder
 from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.data.library import IMPORT_MARK, MANIFEST_NAME, reserve_import, write_manifest
 from engine.data.zipcount import check_entry_count
@@ -257,6 +257,7 @@ def import_zip(
                 with file_lock(root):
                     dest = _unique_dest(root, safe)
                     os.replace(tmp, dest)
+                    honour_umask(dest)  # mkdtemp made it 0700
     finally:
         if owned:
             stream.close()

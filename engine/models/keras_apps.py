@@ -2,7 +2,8 @@
 
 Their ImageNet weights come from Keras' download site (base URL in
 `RETRAIN_STUDIO_KERAS_WEIGHTS_URL`), or from a file already in
-`cache_dir()/weights/` or the Keras cache (`$KERAS_HOME/models`,
+retrain.py's `--model_dir` (for one training), `cache_dir()/weights/` or the
+Keras cache (`$KERAS_HOME/models`,
 `~/.keras/models` by default). A `KerasApp` is one network's recipe; the
 registry (`engine.models.registry`) pairs it with its `Backbone`.
 
@@ -11,7 +12,6 @@ TensorFlow and Keras are imported only inside the functions that build models.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +19,10 @@ from typing import Any
 
 from engine.core import paths
 from engine.core.errors import StudioError
+from engine.core.fsutil import sha256_file
 
 KERAS_WEIGHTS_URL_ENV = "RETRAIN_STUDIO_KERAS_WEIGHTS_URL"
 KERAS_WEIGHTS_URL_DEFAULT = "https://storage.googleapis.com"
-WEIGHTS_SUBDIR = "weights"
 # The two ways a keras.applications network scales pixels (see `KerasApp.normalization`).
 MINUS_ONE_ONE = "x / 127.5 - 1"
 
@@ -30,14 +30,6 @@ MINUS_ONE_ONE = "x / 127.5 - 1"
 def keras_home() -> Path:
     """Keras' own cache folder (`$KERAS_HOME`, else `~/.keras`)."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
-
-
-def _sha256_prefix(path: Path, length: int = 16) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
 
 
 @dataclass(frozen=True)
@@ -73,7 +65,7 @@ class KerasApp:
     def local_file(self, size: int, *, top: bool = False) -> Path | None:
         """The weights file when it is on this machine already, else None."""
         file_name = self._rel_path(size, top=top).rsplit("/", 1)[-1]
-        for folder in (paths.cache_dir() / WEIGHTS_SUBDIR, keras_home() / "models"):
+        for folder in (*paths.weights_dirs(), keras_home() / "models"):
             candidate = folder / file_name
             if candidate.is_file() and candidate.stat().st_size > 0:
                 return candidate
@@ -89,7 +81,7 @@ class KerasApp:
         file_name = rel.rsplit("/", 1)[-1]
         return (
             f"put {file_name} (from {KERAS_WEIGHTS_URL_DEFAULT}/{rel}) in "
-            f"{paths.cache_dir() / WEIGHTS_SUBDIR} or {keras_home() / 'models'}"
+            f"{paths.weights_dirs()[0]} or {keras_home() / 'models'}"
         )
 
     def weights_file(self, size: int, *, top: bool = False) -> Path:
@@ -106,14 +98,16 @@ class KerasApp:
         rel = self._rel_path(size, top=top)
         base = (os.environ.get(KERAS_WEIGHTS_URL_ENV) or KERAS_WEIGHTS_URL_DEFAULT).rstrip("/")
         file_name = rel.rsplit("/", 1)[-1]
-        # Keras silently switches to /tmp/.keras when the cache folder does not exist yet.
-        (keras_home() / "models").mkdir(parents=True, exist_ok=True)
+        # Kept in --model_dir when one is given, else in Keras' own cache. Keras silently
+        # switches to /tmp/.keras when the cache folder does not exist yet.
+        keep = paths.model_dir() or keras_home() / "models"
+        keep.mkdir(parents=True, exist_ok=True)
         try:
             fetched = keras.utils.get_file(
                 file_name,
                 f"{base}/{rel}",
-                cache_dir=str(keras_home()),
-                cache_subdir="models",
+                cache_dir=str(keep.parent),
+                cache_subdir=keep.name,
                 file_hash=self.top_hash if top else self.notop_hash,
             )
         except Exception as exc:  # any download failure gets the same advice
@@ -125,7 +119,7 @@ class KerasApp:
 
     def key(self, size: int, *, top: bool = False) -> str:
         """What identifies the weights (a hash of the file), for caches built from them."""
-        return _sha256_prefix(self.weights_file(size, top=top))
+        return sha256_file(self.weights_file(size, top=top))[:16]
 
     def build(self, size: int, *, top: bool, weights: str | None) -> Any:
         """The network with these weights; see `engine.models.registry.WeightsSpec.build`.

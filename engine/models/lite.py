@@ -16,7 +16,6 @@ and the inputs are normalised as `(x - 127) / 128`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -68,18 +67,10 @@ def checkpoint_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cached_weights_path(source: Path) -> Path:
     """Where the converted weights of `source` are cached (keyed by its content hash)."""
-    key = f"{_sha256(source)[:16]}-v{_CONVERTER_VERSION}"
-    return paths.cache_dir() / "backbones" / f"efficientnet_lite0-{key}.weights.h5"
+    key = f"{fsutil.sha256_file(source)[:16]}-v{_CONVERTER_VERSION}"
+    return paths.backbone_file(f"efficientnet_lite0-{key}.weights.h5")
 
 
 def build_network(input_size: int, *, include_top: bool) -> Any:

@@ -89,7 +89,7 @@ def tflite_cache_path(backbone: Backbone, input_size: int, *, kind: str = "featu
     key = backbone.weights.key(input_size, top=kind == "imagenet")
     suffix = "" if kind == "features" else f"-{kind}"
     name = f"{backbone.name}-{input_size}-{key}{suffix}-r{_RUNTIME_FORMAT_VERSION}.tflite"
-    return paths.cache_dir() / "backbones" / name
+    return paths.backbone_file(name)
 
 
 def _verdict_path(tflite_path: Path) -> Path:

@@ -29,6 +29,7 @@ from engine.data.batches import iter_prepared_batches
 from engine.data.dataset import Dataset, ImageRecord
 from engine.data.geometry import load_prepared
 from engine.serve.model_files import KerasModel, LiteModel
+from engine.serve.model_info import info_for, tflite_with_info
 
 FORMATS = ("saved_model", "tflite", "tflite_int8")
 REPRESENTATIVE_COUNT = 100
@@ -79,7 +80,9 @@ def _prepared(
     return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
 
 
-def _convert_tflite(saved_model: Path, target: Path, representative: np.ndarray | None) -> None:
+def _convert_tflite(
+    saved_model: Path, target: Path, representative: np.ndarray | None, info: dict[str, Any]
+) -> None:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -95,7 +98,7 @@ def _convert_tflite(saved_model: Path, target: Path, representative: np.ndarray 
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
     data = converter.convert()
-    fsutil.atomic_write_bytes(target, data)
+    fsutil.atomic_write_bytes(target, tflite_with_info(data, info))
 
 
 def export_run(
@@ -135,6 +138,7 @@ def export_run(
 
     config = run.read_config()
     labels = run.read_labels()
+    info = info_for(labels, config)  # every export carries its labels and preprocessing
     size = int(config["input_size"])
     crop, resample = float(config["crop_fraction"]), str(config["resample"])
     if dataset is None:
@@ -167,18 +171,18 @@ def export_run(
             model.export(str(saved_model), format="tf_saved_model", verbose=False)
         if "saved_model" in formats:
             target = export_dir / EXPORT_FILES["saved_model"]
-            with fsutil.atomic_path(target) as tmp:
+            with fsutil.atomic_path(target, replace_folder=True) as tmp:
                 shutil.copytree(saved_model, tmp)
             results["saved_model"] = _score(KerasModel(target), test_images, truth, target)
             tracker.advance()
         if "tflite" in formats:
             target = export_dir / EXPORT_FILES["tflite"]
             if needs_saved_model:
-                _convert_tflite(saved_model, target, None)
+                _convert_tflite(saved_model, target, None, info)
             else:
                 from engine.models.loading import convert_to_tflite
 
-                fsutil.atomic_write_bytes(target, convert_to_tflite(model))
+                fsutil.atomic_write_bytes(target, tflite_with_info(convert_to_tflite(model), info))
             results["tflite"] = _score(LiteModel(target), test_images, truth, target)
             tracker.advance()
         if "tflite_int8" in formats:
@@ -187,7 +191,7 @@ def export_run(
             chosen = rng.permutation(len(train_records))[:REPRESENTATIVE_COUNT]
             representative = _prepared([train_records[i] for i in chosen], size, crop, resample)
             target = export_dir / EXPORT_FILES["tflite_int8"]
-            _convert_tflite(saved_model, target, representative)
+            _convert_tflite(saved_model, target, representative, info)
             results["tflite_int8"] = _score(LiteModel(target), test_images, truth, target)
             tracker.advance()
     finally:

@@ -27,9 +27,13 @@ from engine.core.rundir import CONFIG_FILE, LABELS_FILE, RunDir
 from engine.data.geometry import load_prepared
 from engine.models.runtime import RUNTIMES
 from engine.serve.model_files import load_model, read_labels_file
+from engine.serve.model_info import read_info
 
 PREFER_CHOICES = RUNTIMES
 _DEFAULT_GEOMETRY = {"crop_fraction": 1.0, "resample": "bilinear"}
+# Where the TensorFlow for Poets codelab keeps its model and labels (retrain.py's flags there).
+DEFAULT_GRAPH = "tf_files/retrained_graph.pb"
+DEFAULT_LABELS = "tf_files/retrained_labels.txt"
 
 
 @dataclass
@@ -57,6 +61,22 @@ class Prediction:
     def probability(self) -> float:
         """The best label's probability."""
         return self.top_k[0][1]
+
+
+def _labels_beside(graph: Path) -> Path:
+    """A labels file for a model that carries none: beside it, its run's, or retrain.py's default."""
+    candidates = [
+        graph.parent / LABELS_FILE,
+        graph.parent.parent / LABELS_FILE,
+        Path(DEFAULT_LABELS),  # retrain.py's --output_labels in the codelab, from the working folder
+    ]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise StudioError(
+            f"no --labels given, {str(graph)!r} carries no labels, and there is no labels.txt beside "
+            f"it nor a {DEFAULT_LABELS}; pass --labels"
+        )
+    return found
 
 
 def _geometry_near(model_path: Path) -> dict[str, Any]:
@@ -143,9 +163,11 @@ class Predictor:
         """Load a model file and its labels (label_image.py's `--graph` and `--labels`).
 
         Args:
-            graph: a `.tflite`, `.keras`, SavedModel folder, or a run folder.
-            labels: the labels file. Defaults to None (a run folder's
-                labels.txt, or labels.txt beside the model).
+            graph: a TFLite or Keras model file (recognised by its content, whatever
+                its name), a SavedModel folder, or a run folder.
+            labels: the labels file. Defaults to None: the labels the model file
+                carries (every model the studio writes does), else a labels.txt beside
+                it or in its run folder, else `tf_files/retrained_labels.txt`.
 
         Returns:
             The predictor.
@@ -156,16 +178,20 @@ class Predictor:
         graph = Path(graph)
         if graph.is_dir() and RunDir(graph).model_path.exists() and labels is None:
             return cls.from_run(graph)
-        if labels is None:
-            candidates = [graph.parent / LABELS_FILE, graph.parent.parent / LABELS_FILE]
-            found = next((c for c in candidates if c.is_file()), None)
-            if found is None:
-                raise StudioError(
-                    f"no --labels given and no labels.txt beside {str(graph)!r}; pass --labels"
-                )
-            labels = found
-        names = read_labels_file(labels)
-        return cls._build(load_model(graph), names, graph, _geometry_near(graph))
+        model = load_model(graph)  # by content: a .keras saved as retrained_graph.pb works
+        info = read_info(graph) or {}
+        if labels is not None:
+            names = read_labels_file(labels)
+        elif info.get("labels"):
+            names = [str(label) for label in info["labels"]]
+        else:
+            names = read_labels_file(_labels_beside(graph))
+        geometry = (
+            {"crop_fraction": info["crop_fraction"], "resample": info["resample"]}
+            if info.get("crop_fraction") and info.get("resample")
+            else _geometry_near(graph)
+        )
+        return cls._build(model, names, graph, geometry)
 
     @classmethod
     def _build(cls, model: Any, labels: list[str], path: Path, geometry: dict[str, Any]) -> Predictor:

@@ -3,17 +3,20 @@
 A classifier takes prepared uint8 images `(N, S, S, 3)` and gives class
 probabilities `(N, classes)`. `LiteModel` runs a `.tflite` on LiteRT (no
 TensorFlow); `KerasModel` runs a `.keras` file or a SavedModel folder.
-`load_model` picks one for a path.
+`load_model` picks one for a path, by its content (`engine.serve.model_info`).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from engine.core.errors import StudioError
+from engine.serve.model_info import model_kind
 
 
 class LiteModel:
@@ -88,12 +91,7 @@ class KerasModel:
             signature = loaded.serve.concrete_functions[0].structured_input_signature
             self.input_size = int(signature[0][0].shape[1])
         else:
-            import keras
-
-            try:
-                model = keras.saving.load_model(path, compile=False)
-            except (ValueError, OSError) as exc:
-                raise StudioError(f"{path} is not a loadable Keras model ({exc})") from exc
+            model = _load_keras(path)
             self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
             self.input_size = int(model.input_shape[1])
         self._tf = tf
@@ -103,28 +101,37 @@ class KerasModel:
         return np.asarray(self._fn(self._tf.constant(batch, self._tf.uint8)), dtype=np.float32)
 
 
+def _load_keras(path: Path) -> Any:
+    """A `.keras` zip, whatever its file name (Keras insists on the `.keras` suffix)."""
+    import keras
+
+    try:
+        if path.suffix == ".keras":
+            return keras.saving.load_model(path, compile=False)
+        with tempfile.TemporaryDirectory(prefix="retrain-studio-model-") as folder:
+            alias = Path(folder) / "model.keras"
+            alias.symlink_to(path.resolve())
+            return keras.saving.load_model(alias, compile=False)
+    except (ValueError, OSError) as exc:
+        raise StudioError(f"{path} is not a loadable Keras model ({exc})") from exc
+
+
 def load_model(path: str | os.PathLike[str]) -> LiteModel | KerasModel:
-    """Load a classifier by its kind: `.tflite` (LiteRT), `.keras` or a SavedModel folder.
+    """Load a classifier by what it is, whatever its name: TFLite, Keras zip or SavedModel folder.
 
     Args:
-        path: the model.
+        path: the model file or folder.
 
     Returns:
-        A callable model.
+        A callable model (`LiteModel` on LiteRT for a `.tflite`, else `KerasModel`).
 
     Raises:
-        StudioError: missing path or unknown kind.
+        StudioError: missing path, or not a model (`engine.serve.model_info.model_kind`).
     """
     path = Path(path)
-    if not path.exists():
-        raise StudioError(f"model {str(path)!r} does not exist; give a .tflite, .keras or run folder")
-    if path.suffix == ".tflite":
+    if model_kind(path) == "tflite":
         return LiteModel(path)
-    if path.suffix == ".keras" or (path / "saved_model.pb").is_file():
-        return KerasModel(path)
-    raise StudioError(
-        f"model {str(path)!r} is neither a .tflite, a .keras nor a SavedModel folder; give one of those"
-    )
+    return KerasModel(path)
 
 
 def read_labels_file(path: str | os.PathLike[str]) -> list[str]:

@@ -32,7 +32,15 @@ CLASS_WEIGHTS = ("none", "balanced")
 WEIGHTS = ("imagenet", None)
 SEED_MAX = 2**31 - 1
 # Fields that name files or folders, never hyperparameters (left out of TensorBoard's hparams).
-PATH_FIELDS = ("image_dir", "bottleneck_dir", "summaries_dir", "output_graph", "output_labels")
+PATH_FIELDS = (
+    "image_dir",
+    "bottleneck_dir",
+    "summaries_dir",
+    "output_graph",
+    "output_labels",
+    "model_dir",
+    "intermediate_output_graphs_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -154,8 +162,22 @@ class TrainConfig:
     )
     bottleneck_dir: str | None = _setting(None, "folder for the bottleneck cache")
     summaries_dir: str | None = _setting(None, "also copy the TensorBoard logs to DIR/<run_id>")
-    output_graph: str | None = _setting(None, "also copy the trained model (.keras) here")
-    output_labels: str | None = _setting(None, "also copy labels.txt here")
+    output_graph: str | None = _setting(
+        None, "also write the trained model here (a .keras zip whatever the name; it carries its labels)"
+    )
+    output_labels: str | None = _setting(None, "also write labels.txt here")
+    model_dir: str | None = _setting(
+        None, "where pretrained weights are looked for and kept, before the studio's cache"
+    )
+    intermediate_output_graphs_dir: str | None = _setting(
+        None, "where --intermediate_store_frequency saves models (default: <run>/intermediate)"
+    )
+    intermediate_store_frequency: int = _setting(
+        0, "save the model every this many steps (0 = never)", low=0, high=1_000_000
+    )
+    final_tensor_name: str | None = _setting(
+        None, "name of the model's output (softmax) layer (default: probabilities)"
+    )
     print_misclassified_test_images: bool = _setting(False, "list every test photo the model got wrong")
     export: bool = _setting(
         False, "also export SavedModel and int8 TFLite (float TFLite is always written)"

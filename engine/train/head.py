@@ -81,8 +81,22 @@ class Head:
         return [self.dense.kernel, self.dense.bias]
 
 
-def assemble_model(extractor: Any, head: Head, name: str, size: int) -> Any:
-    """The run's model: uint8 RGB prepared images in, class probabilities out."""
+OUTPUT_NAME = "probabilities"
+
+
+def assemble_model(
+    extractor: Any, head: Head, name: str, size: int, *, output_name: str = OUTPUT_NAME
+) -> Any:
+    """The run's model: uint8 RGB prepared images in, class probabilities out.
+
+    Args:
+        extractor: the feature extractor.
+        head: the trained head.
+        name: the backbone's name (the model is named `retrained_<name>`).
+        size: the input side.
+        output_name: the softmax layer's name (retrain.py's `--final_tensor_name`).
+            Defaults to "probabilities".
+    """
     import keras
 
     inputs = keras.Input((size, size, 3), dtype="uint8", name="image")
@@ -90,5 +104,5 @@ def assemble_model(extractor: Any, head: Head, name: str, size: int) -> Any:
     if head.dropout is not None:
         x = head.dropout(x)
     logits = head.dense(x)
-    probabilities = keras.layers.Softmax(name="probabilities")(logits)
+    probabilities = keras.layers.Softmax(name=output_name)(logits)
     return keras.Model(inputs, probabilities, name=f"retrained_{name}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.core import fsutil
+from engine.core import fsutil, outputs, paths
 from engine.core.errors import StudioError
 from engine.core.paths import engine_version
 from engine.core.progress import ProgressCallback
@@ -39,12 +40,13 @@ from engine.models.networks import build_feature_extractor
 from engine.models.registry import Backbone, get_backbone
 from engine.models.runtime import FeatureRuntime, TensorFlowFeatureRuntime
 from engine.serve import export
+from engine.serve.model_info import embed_in_keras, info_for
 from engine.train import bottlenecks
 from engine.train.cache import BottleneckCache
 from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate, format_report
 from engine.train.events import CancelFlag, Echo, EventCallback, EventSink, RunCancelled, log_failure
-from engine.train.head import Head, assemble_model
+from engine.train.head import OUTPUT_NAME, Head, assemble_model
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
 from engine.train.summaries import Summaries
 
@@ -123,6 +125,12 @@ class _Training:
         self.config.validate()
         self.run.write_status("running", pid=os.getpid(), step=0)
         config = self.config.resolved(progress=self.sink.on_progress)
+        for note in check_outputs(config, run_id=self.run.run_id):
+            self.echo(note)
+        with paths.using_model_dir(config.model_dir):
+            return self._run(config)
+
+    def _run(self, config: TrainConfig) -> dict[str, Any]:
         dataset = self._scan(config)
         backbone = get_backbone(str(config.architecture))
         size = int(config.image_size or backbone.input_size)
@@ -167,6 +175,7 @@ class _Training:
             config, head, extractor, runtime, backbone, size, data,
             should_stop=self.cancel.requested, on_step=self._on_step, echo=self.echo,
         )  # fmt: skip
+        self._snapshot = (extractor, head, backbone.name, size, labels)
         writers = Summaries(self.run.tb_dir, labels)
         try:
             writers.write_samples(data.splits["train"], labels, backbone, size)
@@ -176,9 +185,7 @@ class _Training:
                 cancelled = False
             except RunCancelled:
                 cancelled = True
-            model = assemble_model(extractor, head, backbone.name, size)
-            with fsutil.atomic_path(self.run.model_path) as tmp:
-                model.save(tmp)
+            self._save_model(self.run.model_path)
             self.run.write_labels(labels)
             if cancelled:
                 self.run.write_status("cancelled", step=self.step)
@@ -219,8 +226,30 @@ class _Training:
         self.echo(format_report(report)[-1])
         return report
 
+    def _output_name(self) -> str:
+        name = self.config.final_tensor_name or OUTPUT_NAME
+        if name == "final_result":  # retrain.py's default: our dense layer already has that name
+            return OUTPUT_NAME
+        return name
+
+    def _save_model(self, target: Path, *, what: str | None = None) -> None:
+        """The model as it is now (backbone + head), carrying its labels, written atomically."""
+        extractor, head, name, size, labels = self._snapshot
+        model = assemble_model(extractor, head, name, size, output_name=self._output_name())
+        info = info_for(labels, self.run.read_config())
+        writing = outputs.output_path(target, what=what) if what else fsutil.atomic_path(target)
+        with writing as tmp:
+            model.save(tmp)
+            embed_in_keras(tmp, info)
+
     def _on_step(self, event: dict[str, Any]) -> None:
         self.step = int(event["step"])
+        every = self.config.intermediate_store_frequency
+        if every and self.step % every == 0 and self.step < event["total_steps"]:
+            folder = Path(self.config.intermediate_output_graphs_dir or self.run.path / "intermediate")
+            self._save_model(
+                folder / f"intermediate_{self.step}.keras", what="--intermediate_output_graphs_dir"
+            )
         if "validation_accuracy" in event:
             now = time.monotonic()
             last = event["step"] == event["total_steps"]
@@ -329,16 +358,73 @@ class _Training:
         return features, new_splits, result.skipped
 
     def _copies(self, config: TrainConfig) -> None:
+        protected = [str(config.image_dir)]
         if config.output_graph:
-            target = Path(config.output_graph)
-            with fsutil.atomic_path(target) as tmp:
-                shutil.copyfile(self.run.model_path, tmp)
+            outputs.write_output_bytes(
+                config.output_graph, self.run.model_path.read_bytes(), what="--output_graph",
+                protected=protected,
+            )  # fmt: skip
         if config.output_labels:
-            fsutil.atomic_write_bytes(config.output_labels, self.run.labels_path.read_bytes())
+            outputs.write_output_bytes(
+                config.output_labels, self.run.labels_path.read_bytes(), what="--output_labels",
+                protected=protected,
+            )  # fmt: skip
         if config.summaries_dir:
-            target = Path(config.summaries_dir) / self.run.run_id
+            target = outputs.check_output_folder(
+                Path(config.summaries_dir) / self.run.run_id, what="--summaries_dir", protected=protected
+            )
             with fsutil.atomic_path(target) as tmp:
                 shutil.copytree(self.run.tb_dir, tmp)
+
+
+def check_outputs(config: TrainConfig, *, run_id: str | None = None) -> list[str]:
+    """Refuse output paths that could lose something, before any work is done.
+
+    `--output_graph` and `--output_labels` may not be folders, files the studio
+    did not write, or lie inside the dataset; `--summaries_dir`'s run folder and
+    the intermediate models' folder may not lie inside the dataset either.
+
+    Args:
+        config: the settings.
+        run_id: the run's id, when known (the summaries go to `<summaries_dir>/<run_id>`).
+
+    Returns:
+        Notes to print (a flag that is accepted but means something else here).
+
+    Raises:
+        StudioError: a path that would be refused at the end of the run.
+    """
+    protected = [str(config.image_dir)] if config.image_dir else []
+    notes = []
+    if config.output_graph:
+        outputs.check_output(config.output_graph, what="--output_graph", protected=protected)
+    if config.output_labels:
+        outputs.check_output(config.output_labels, what="--output_labels", protected=protected)
+    if config.summaries_dir:
+        folder = Path(config.summaries_dir)
+        outputs.check_output_folder(
+            folder / (run_id or "new-run"), what="--summaries_dir", protected=protected
+        )
+    if config.intermediate_store_frequency and config.intermediate_output_graphs_dir:
+        folder = Path(config.intermediate_output_graphs_dir)
+        if folder.exists() and not folder.is_dir():
+            raise StudioError(
+                f"--intermediate_output_graphs_dir={str(folder)!r} is a file; give a folder"
+            )
+        outputs.check_output(
+            folder / "intermediate_1.keras", what="--intermediate_output_graphs_dir", protected=protected
+        )
+    name = config.final_tensor_name
+    if name is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
+        raise StudioError(
+            f"--final_tensor_name={name!r} is not a layer name; use letters, digits, '_', '.', '-'"
+        )
+    if name == "final_result":
+        notes.append(
+            "note: --final_tensor_name=final_result is the dense layer's name here; "
+            f"the softmax output is named {OUTPUT_NAME}"
+        )
+    return notes
 
 
 def retrain(

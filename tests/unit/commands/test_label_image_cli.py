@@ -14,7 +14,7 @@ from tests.support.tiny_model import LABELS, TinyRun
 
 
 @pytest.mark.slow
-def test_label_image_prints_time_then_labels_best_first(tiny_run: TinyRun) -> None:
+def test_label_image_prints_time_a_blank_line_then_labels_best_first(tiny_run: TinyRun) -> None:
     image = tiny_run.data_dir / "red" / "red_000.jpg"
     out = run_engine(
         "label_image", "--graph", str(tiny_run.run.path), "--image", str(image), "--top_k", "3"
@@ -22,7 +22,8 @@ def test_label_image_prints_time_then_labels_best_first(tiny_run: TinyRun) -> No
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("Evaluation time (1-image): ") and lines[0].endswith("s")
-    pairs = [line.rsplit(" ", 1) for line in lines[1:]]
+    assert lines[1] == ""  # label_image.py's layout
+    pairs = [line.rsplit(" ", 1) for line in lines[2:]]
     assert sorted(label for label, _ in pairs) == LABELS
     probabilities = [float(p) for _, p in pairs]
     assert probabilities == sorted(probabilities, reverse=True)
@@ -37,7 +38,20 @@ def test_label_image_with_graph_and_labels_files(tiny_run: TinyRun) -> None:
         "--image", str(image), "--top_k", "1",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert len(out.stdout.strip().splitlines()) == 2
+    assert out.stdout.strip().splitlines()[2].startswith("green ")
+
+
+@pytest.mark.slow
+def test_label_image_takes_label_image_py_flags_with_a_note(tiny_run: TinyRun) -> None:
+    image = tiny_run.data_dir / "blue" / "blue_002.jpg"
+    out = run_engine(
+        "label_image", "--graph", str(tiny_run.run.tflite_path), "--image", str(image),
+        "--input_height", "299", "--input_width", "299", "--input_mean", "128", "--input_std", "128",
+        "--input_layer", "Mul", "--output_layer", "final_result",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "note: --input_mean is not needed" in out.stderr
+    assert out.stdout.strip().splitlines()[2].split()[0] in LABELS
 
 
 @pytest.mark.slow

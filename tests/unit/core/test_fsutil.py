@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.errors import StudioError
 from engine.core.fsutil import atomic_path, atomic_write_json, file_lock, read_json_dict
 
 
@@ -32,11 +33,17 @@ def test_atomic_path_keeps_old_target_when_writer_fails(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]
 
 
-def test_atomic_path_replaces_a_folder(tmp_path: Path) -> None:
+def test_atomic_path_replaces_a_folder_only_when_asked(tmp_path: Path) -> None:
     target = tmp_path / "saved_model"
     target.mkdir()
     (target / "old.txt").write_text("old")
-    with atomic_path(target) as tmp:
+    with (
+        pytest.raises(StudioError, match="is a folder; refusing to replace it"),
+        atomic_path(target) as tmp,
+    ):
+        tmp.write_text("never")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with atomic_path(target, replace_folder=True) as tmp:
         tmp.mkdir()
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
