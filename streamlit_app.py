@@ -8,7 +8,7 @@ TensorFlow is never imported here, so the first page paints in seconds.
 
 import streamlit as st
 
-from ui import state
+from ui import cached, state
 
 st.set_page_config(page_title="Retrain Studio", page_icon=":material/photo_library:", layout="wide")
 
@@ -37,6 +37,7 @@ PAGES = {
     ],
 }
 
+cached.swept_leftovers()  # once per server process: what a killed import or write left
 page = st.navigation(PAGES)
 state.keep_widget_state()
 state.render_sidebar()

@@ -11,6 +11,7 @@ from engine.data.download import download_flower_photos
 from engine.data.sources import import_zip, resolve_local_folder
 from ui import cached, state
 from ui.figures import split_counts_figure
+from ui.library import render_stored_datasets
 from ui.render import progress_callback, render_chart, render_sample_grid, render_split_inputs
 
 SOURCES = ("Demo", "Local folder", "Upload a zip", "Download flower_photos")
@@ -54,6 +55,7 @@ def render_source() -> tuple[Path | None, str]:
 
 st.title("Dataset")
 st.caption("Photos sorted into one sub-folder per class; the folder names are the labels.")
+render_stored_datasets()
 
 try:
     root, label = render_source()

@@ -7,7 +7,9 @@ modules import heavy libraries (TensorFlow, LiteRT) inside `func`, so
 `--help` stays fast.
 
 Errors the user can fix (`StudioError`) print as one line, `error: ...`, and
-exit with code 2; no traceback.
+exit with code 2; no traceback. Before a command runs, the temporaries an
+interrupted process left in the studio's folders are swept
+(`engine.core.leftovers`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _sweep()
     try:
         return int(args.func(args) or 0)
     except StudioError as exc:
@@ -72,3 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _sweep() -> None:
+    from engine.core.leftovers import STALE_AFTER_S, sweep_leftovers
+
+    removed = sweep_leftovers()
+    if removed:
+        print(
+            f"note: removed {len(removed)} temporary item(s) older than {STALE_AFTER_S / 3600:g} h "
+            "left by an interrupted import, download or write",
+            file=sys.stderr,
+        )

@@ -34,6 +34,18 @@ def folder_signature(root: str | Path) -> float:
     return max(stamps)
 
 
+@st.cache_resource(show_spinner=False)
+def swept_leftovers() -> tuple[str, ...]:
+    """Sweep the temporaries interrupted processes left (`engine.core.leftovers`), once per server.
+
+    Returns:
+        The paths removed when this server process started.
+    """
+    from engine.core.leftovers import sweep_leftovers
+
+    return tuple(str(path) for path in sweep_leftovers())
+
+
 @st.cache_data(show_spinner="Preparing the demo dataset…")
 def demo_dataset_root() -> str:
     """The generated demo dataset's folder (created on first use)."""

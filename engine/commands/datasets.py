@@ -1,6 +1,7 @@
-"""Dataset commands: `inspect`, `demo-data`, `import-zip`, `download-flowers`.
+"""Dataset commands: `inspect`, `demo-data`, `import-zip`, `download-flowers`, `datasets`.
 
-Everything the Dataset page does to get data in, headless.
+Everything the Dataset page does to get data in (and to list and delete the
+datasets the studio made), headless.
 """
 
 from __future__ import annotations
@@ -88,6 +89,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--url; none otherwise)",
     )
     flowers.set_defaults(func=_download_flowers)
+
+    stored = subparsers.add_parser(
+        "datasets",
+        help="list the datasets the studio made (demo, imported zips, downloads); --delete one",
+        description="List the datasets Retrain Studio generated, imported or downloaded into the "
+        "datasets folder (name, kind, size, files, when, from where), or delete one with "
+        "--delete NAME. Only folders the studio made are listed or deleted; your own folders "
+        "are never touched.",
+    )
+    stored.add_argument("--delete", metavar="NAME", default=None, help="delete this dataset")
+    stored.add_argument(
+        "--dest", default=None, help="the datasets folder (default: the studio's datasets folder)"
+    )
+    stored.add_argument("--json", action="store_true", help="print the list as JSON instead")
+    stored.set_defaults(func=_datasets)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -184,4 +200,30 @@ def _download_flowers(args: argparse.Namespace) -> int:
     sha256 = args.sha256 if args.url else (args.sha256 or FLOWER_PHOTOS_SHA256)
     folder = download_flower_photos(url=url, sha256=sha256, dest_root=args.dest, progress=TerminalBar())
     print(folder)
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from engine.core.paths import datasets_dir
+    from engine.data.library import delete_dataset, list_datasets
+
+    if args.delete is not None:
+        print(f"Deleted {delete_dataset(args.delete, args.dest)}")
+        return 0
+    found = list_datasets(args.dest)
+    if args.json:
+        rows = [{**vars(d), "path": str(d.path)} for d in found]
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not found:
+        where = args.dest or datasets_dir()
+        print(f"No datasets made by the studio in {where}; see `demo-data`, `import-zip`.")
+        return 0
+    rows = [["name", "kind", "MB", "files", "created", "source"]]
+    rows += [
+        [d.name, d.kind, f"{d.size_bytes / 1e6:.1f}", str(d.files), d.created, d.source or ""]
+        for d in found
+    ]
+    print(format_table(rows, rule=True))
     return 0

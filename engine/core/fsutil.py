@@ -12,6 +12,11 @@ shared runs folder; the temporary files `tempfile` makes are 0600 until then.
 
 `file_lock` serialises read-modify-write sequences (a run's status.json, the
 job launcher, the TensorBoard registry) across threads and processes.
+
+`temp_folder` makes the hidden working folders (an import being unpacked, a
+folder being replaced or deleted) and holds a lock on each while it lives, so
+`engine.core.leftovers` can tell one a live process is using (`is_held`) from
+one a killed process left behind.
 """
 
 from __future__ import annotations
@@ -111,13 +116,72 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 
 @contextlib.contextmanager
+def temp_folder(prefix: str, parent: str | os.PathLike[str]) -> Iterator[Path]:
+    """A new temporary folder in `parent`, held while the block runs, then removed.
+
+    The folder is held with a shared `flock` on its descriptor, which the
+    kernel releases when the process dies, so `is_held` tells a live
+    process's folder from a killed one's. Whatever is still at the folder's
+    path when the block ends is removed; a folder renamed into place inside
+    the block is therefore kept.
+
+    Args:
+        prefix: the start of the folder's name; a hidden, recognisable one
+            such as ".flowers.import-" (8 random characters follow).
+        parent: where to make it; created if missing.
+
+    Yields:
+        The folder.
+    """
+    where = Path(parent)
+    where.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def is_held(path: str | os.PathLike[str]) -> bool:
+    """Whether a live process holds `path` (a `temp_folder`, or a file it locks).
+
+    Args:
+        path: a folder or file; a symbolic link is never followed.
+
+    Returns:
+        True while some process (this one included) holds a lock on it; False
+        when nobody does, or when it cannot be opened (missing, a link).
+    """
+    if fcntl is None:  # pragma: no cover
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also releases the lock taken just now
+    return False
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, replace_folder: bool = False) -> Iterator[Path]:
     """Give a temporary path to write to; rename it over `path` if the block succeeds.
 
     For writers that insist on a file name of their own (Keras `model.save`,
     the TFLite converter, `zipfile`). The temporary name keeps the target's
     suffix, since some writers check it. On error the temporary file or folder
-    is removed and `path` is untouched.
+    is removed and `path` is untouched. The work happens in a `temp_folder`
+    (`.NAME.tmp-XXXXXXXX`; a replaced folder goes through `.NAME.old.XXXXXXXX`).
 
     Args:
         path: the final file or folder.
@@ -137,22 +201,17 @@ def atomic_path(path: str | os.PathLike[str], *, replace_folder: bool = False) -
             f"{target} is a folder; refusing to replace it (the studio replaces only files and "
             "folders it made)"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp = tmp_dir / target.name
-    try:
+    with temp_folder(f".{target.name}.tmp-", target.parent) as tmp_dir:
+        tmp = tmp_dir / target.name
         yield tmp
         if target.is_dir() and not target.is_symlink():
             # os.replace cannot put a folder over a non-empty folder: move the
             # old one aside first, then drop it once the new one is in place.
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            with temp_folder(f".{target.name}.old.", target.parent) as old:
+                os.replace(target, old / target.name)
+                os.replace(tmp, target)
         else:
             os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

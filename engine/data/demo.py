@@ -17,6 +17,7 @@ colour alone says little and a real image network has something to learn.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -31,6 +32,7 @@ from engine.core.errors import StudioError
 from engine.core.fsutil import atomic_path
 from engine.core.paths import datasets_dir
 from engine.core.progress import ProgressCallback, ProgressTracker
+from engine.data.library import read_manifest, write_manifest
 
 DEMO_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
 DEMO_IMAGES_PER_CLASS = 60
@@ -400,6 +402,7 @@ def write_demo_dataset(
         # The manifest is written last, inside the temporary folder: a folder
         # with a manifest is always complete.
         (tmp / DEMO_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_manifest(tmp, "demo", source="generated")
     if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
         tracker.finish()
     return dest
@@ -428,6 +431,9 @@ def ensure_demo_dataset(
     if folder.exists() and not folder.is_dir():
         raise StudioError(f"demo dataset destination {str(folder)!r} is a file; choose a folder path")
     if _is_complete(folder, DEMO_SEED, DEMO_IMAGES_PER_CLASS):
+        if read_manifest(folder) is None:  # made before the studio marked its datasets
+            with contextlib.suppress(OSError):
+                write_manifest(folder, "demo", source="generated")
         return folder
     if folder.is_dir() and any(folder.iterdir()) and not (folder / DEMO_MANIFEST).exists():
         raise StudioError(

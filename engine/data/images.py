@@ -4,8 +4,12 @@ Everything that reads a photo (the scan, the bottleneck pass, the dashboard's
 thumbnails, inference) goes through this module, so one file decides what an
 image is: its *content* (JPEG, PNG, GIF, BMP, WebP, TIFF), never its extension.
 
+- Only regular files are opened, and none over the size limit
+  (`engine.data.imagefiles.open_image_file`).
 - The header is read first; a header claiming more than `MAX_PIXELS` pixels is
   refused before any pixel buffer is allocated (a decompression bomb).
+- A file is streamed, never read whole: decoding reads through it, hashing
+  reads it in chunks, so memory stays flat whatever the file's size.
 - EXIF orientation is applied, so a phone photo taken upright stays upright.
 - Every mode becomes RGB: grayscale and palette are expanded, CMYK converted,
   and transparency is composited on white (not dropped), since a cut-out on
@@ -23,13 +27,13 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.core.errors import ImageError
+from engine.data.imagefiles import NOT_AN_IMAGE, SNIFF_BYTES, open_image_file, sniff_image_format
 
 # 64 megapixels: above any phone camera (a 200 MP sensor bins to 50 MP
 # photos), below what would take ~200 MB of RGB memory per image.
@@ -44,6 +48,10 @@ _WHITE = (255, 255, 255)
 # MPO is how PIL names a phone JPEG carrying extra frames; it decodes like JPEG.
 _JPEG_FORMATS = ("JPEG", "MPO")
 _EXIF_ERRORS = (ValueError, TypeError, KeyError, IndexError, OSError, SyntaxError, struct.error)
+# `check_image` reads a file up to this size whole (one read, then hashed and
+# decoded from memory: ~8% faster on 60 KB photos); bigger files stream. The
+# scan's threads hold at most this much each.
+WHOLE_READ_BYTES = 16 * 1024**2
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | IO[bytes]
 
@@ -92,17 +100,7 @@ def _as_stream(source: ImageSource) -> IO[bytes]:
             raise ImageError("empty file")
         return io.BytesIO(source)
     if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        try:
-            if path.stat().st_size == 0:
-                raise ImageError("empty file", str(path))
-            return path.open("rb")
-        except FileNotFoundError:
-            raise ImageError("file not found", str(path)) from None
-        except IsADirectoryError:
-            raise ImageError("is a folder, not a file", str(path)) from None
-        except PermissionError:
-            raise ImageError("permission denied", str(path)) from None
+        return open_image_file(source)
     if hasattr(source, "read"):
         # Read from the current position into our own buffer: closing the PIL
         # image must not close the caller's file (an upload is read again later).
@@ -118,39 +116,47 @@ def _as_stream(source: ImageSource) -> IO[bytes]:
 def _open(source: ImageSource) -> tuple[Image.Image, IO[bytes]]:
     """Open the header only; refuse bombs and unsupported formats before decoding."""
     stream = _as_stream(source)
-    where = _describe(source)
+    return _identify(stream, _describe(source), owned=isinstance(source, str | os.PathLike)), stream
+
+
+def _identify(stream: IO[bytes], where: str | None, *, owned: bool) -> Image.Image:
+    """PIL's header read of `stream`, refused as `_open` says; `stream` is closed on error if `owned`."""
+
+    def fail(image: Image.Image | None = None) -> None:
+        if image is not None:
+            image.close()
+        if owned:
+            stream.close()
+
     try:
         image = Image.open(stream)
     except Image.DecompressionBombError as exc:
-        _close_if_ours(stream, source)
+        fail()
         raise ImageError(f"decompression bomb refused: {exc}", where) from None
     except UnidentifiedImageError:
-        _close_if_ours(stream, source)
         empty = _is_empty_stream(stream)
+        fail()
         raise ImageError("empty file" if empty else "not an image", where) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        _close_if_ours(stream, source)
+        fail()
         raise ImageError(f"corrupt or truncated header ({exc})", where) from None
     if image.format not in SUPPORTED_FORMATS:
-        image.close()
-        _close_if_ours(stream, source)
+        fail(image)
         raise ImageError(
             f"unsupported format {image.format}; use one of JPEG, PNG, GIF, BMP, WebP, TIFF", where
         )
     width, height = image.size
     if width <= 0 or height <= 0:
-        image.close()
-        _close_if_ours(stream, source)
+        fail(image)
         raise ImageError(f"header claims an empty size {width}x{height}", where)
     if width * height > MAX_PIXELS:
-        image.close()
-        _close_if_ours(stream, source)
+        fail(image)
         raise ImageError(
             f"decompression bomb refused: header claims {width}x{height} pixels "
             f"(limit {MAX_PIXELS:,} pixels)",
             where,
         )
-    return image, stream
+    return image
 
 
 @contextlib.contextmanager
@@ -311,47 +317,64 @@ def load_image(source: ImageSource, *, min_side: int | None = None) -> Image.Ima
         _close_if_ours(stream, source)
 
 
-def check_image(path: str | os.PathLike[str], *, min_side: int = MIN_SIDE) -> CheckedImage:
-    """Fully check one file for the dataset scan: hash it, read its header, decode it.
+def check_image(
+    path: str | os.PathLike[str], *, min_side: int = MIN_SIDE, max_bytes: int | None = None
+) -> CheckedImage:
+    """Fully check one file for the dataset scan: sniff it, decode it, hash it, streaming.
 
-    The file is read once; a JPEG is decoded in draft mode (1/8 scale), which
-    still runs through all of its compressed data and so detects truncation,
-    at a fraction of the cost of a full decode.
+    Only a regular file of at most `max_bytes` is opened (see
+    `open_image_file`); its first bytes must announce a supported format
+    before the decoder sees it. A JPEG is decoded in draft mode (1/8 scale),
+    which still runs through all of its compressed data and so detects
+    truncation, at a fraction of the cost of a full decode. A file up to
+    `WHOLE_READ_BYTES` (any photo) is read once into memory; a bigger one is
+    hashed and decoded streaming, so memory stays flat whatever its size.
 
     Args:
         path: the file.
         min_side: the shortest usable side in pixels. Defaults to `MIN_SIDE`.
+        max_bytes: the largest file accepted. Defaults to
+            `engine.core.limits.MAX_IMAGE_BYTES`.
 
     Returns:
         A `CheckedImage` with the header facts, SHA-256 and size.
 
     Raises:
-        ImageError: empty, not an image, unsupported, decompression bomb,
-            truncated, corrupt, or "too small" (short side under `min_side`).
+        ImageError: not a regular file, empty, too large, not an image,
+            unsupported, decompression bomb, truncated, corrupt, or "too
+            small" (short side under `min_side`).
     """
     where = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ImageError("file not found", where) from None
-    except PermissionError:
-        raise ImageError("permission denied", where) from None
-    except OSError as exc:
-        raise ImageError(f"cannot read ({exc.strerror or exc})", where) from None
-    if not data:
-        raise ImageError("empty file", where)
-    digest = hashlib.sha256(data).hexdigest()
-    image, _ = _open(io.BytesIO(data))
-    try:
-        info = _info(image)
-        if min(info.width, info.height) < min_side:
-            raise ImageError(
-                f"too small: {info.width}x{info.height} pixels (the short side must be >= {min_side})",
-                where,
-            )
-        if image.format in _JPEG_FORMATS:
-            image.draft("L", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
-        _decode(image, where)
-    finally:
-        image.close()
-    return CheckedImage(info, digest, len(data))
+    with open_image_file(path, max_bytes=max_bytes) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            if size <= WHOLE_READ_BYTES:  # a photo: one read, sniffed, hashed, decoded from memory
+                data = handle.read()
+                if sniff_image_format(data[:SNIFF_BYTES]) is None:
+                    raise ImageError(NOT_AN_IMAGE, where)
+                digest = hashlib.sha256(data).hexdigest()
+                stream: IO[bytes] = io.BytesIO(data)
+            else:  # anything bigger streams: memory stays flat whatever the size
+                if sniff_image_format(handle.read(SNIFF_BYTES)) is None:
+                    raise ImageError(NOT_AN_IMAGE, where)
+                handle.seek(0)
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                handle.seek(0)
+                stream = handle
+        except OSError as exc:
+            raise ImageError(f"cannot read ({exc.strerror or exc})", where) from None
+        image = _identify(stream, where, owned=False)  # PIL closes `stream` with the image
+        try:
+            info = _info(image)
+            if min(info.width, info.height) < min_side:
+                raise ImageError(
+                    f"too small: {info.width}x{info.height} pixels (the short side must be >= "
+                    f"{min_side})",
+                    where,
+                )
+            if image.format in _JPEG_FORMATS:
+                image.draft("L", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+            _decode(image, where)
+        finally:
+            image.close()
+    return CheckedImage(info, digest, size)

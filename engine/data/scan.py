@@ -7,14 +7,11 @@ aborts on a bad file.
 
 Layout rules:
 - A class is a top-level sub-folder; deeper sub-folders belong to their
-  top-level class. Files at the top level (LICENSE.txt) are ignored quietly, as
-  are hidden and system entries (dot-files, `Thumbs.db`, `desktop.ini`,
-  `__MACOSX`, `@eaDir`).
+  top-level class. Which files are candidates, and which trees are refused
+  before any file is read, is `engine.data.walk`'s job.
 - A label is the folder name normalised as retrain.py does: lower-case, every
   run of characters other than a-z and 0-9 becomes one space; we also strip the
   ends ("Red_Roses " -> "red roses"). Two folders with the same label are an error.
-- Symbolic links are never followed out of the root: a linked file whose
-  target lies outside, and any linked folder, is skipped and listed.
 
 The split follows retrain.py (see `split_bucket` and `assign_splits`), so
 adding photos never moves old ones between sets.
@@ -34,10 +31,12 @@ from typing import Any
 from engine.core import paths
 from engine.core.errors import ImageError, StudioError
 from engine.core.fsutil import atomic_write_text
+from engine.core.limits import MAX_IMAGE_BYTES
 from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.data.dataset import ClassInfo, Dataset, Duplicate, ImageRecord, Problem
 from engine.data.images import MIN_SIDE, check_image
 from engine.data.splits import assign_splits, check_percentages, normalize_label
+from engine.data.walk import walk_dataset
 
 MIN_CLASSES = 2
 # retrain.py warned below 20 images per class; so do we.
@@ -46,63 +45,12 @@ FEW_IMAGES_WARNING = 20
 MIN_IMAGES_FOR_SPLIT = 3
 # Largest-to-smallest class ratio from which imbalance is worth a warning.
 IMBALANCE_RATIO = 3.0
-IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "@eadir", "$recycle.bin"})
 SCAN_CACHE_VERSION = 1
 
 
-def _is_ignored(name: str) -> bool:
-    return name.startswith(".") or name.lower() in IGNORED_NAMES
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
-
-
-def _walk_class(root: Path, folder: Path, problems: list[Problem]) -> list[Path]:
-    """Every candidate file under one class folder, links kept inside `root`."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        here = Path(dirpath)
-        keep = []
-        for name in sorted(dirnames):
-            if _is_ignored(name):
-                continue
-            sub = here / name
-            if sub.is_symlink():
-                problems.append(
-                    Problem(
-                        sub.relative_to(root).as_posix(),
-                        "symlink",
-                        "linked folder not followed; copy its photos in instead",
-                    )
-                )
-                continue
-            keep.append(name)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            if _is_ignored(name):
-                continue
-            path = here / name
-            if path.is_symlink():
-                target = path.resolve()
-                if not _inside(target, root) or not target.is_file():
-                    problems.append(
-                        Problem(
-                            path.relative_to(root).as_posix(),
-                            "symlink",
-                            "link to a file outside the dataset folder; copy the file in instead",
-                        )
-                    )
-                    continue
-            found.append(path)
-    return found
-
-
 _KIND_BY_REASON = (
+    ("not a regular file", "special_file"),
+    ("too large", "too_large"),
     ("empty", "empty"),
     ("decompression bomb", "bomb"),
     ("too small", "too_small"),
@@ -138,10 +86,10 @@ def _load_cache(path: Path, root: Path) -> dict[str, list[Any]]:
     return entries if isinstance(entries, dict) else {}
 
 
-def _check_one(path: Path) -> list[Any]:
+def _check_one(path: Path, max_bytes: int) -> list[Any]:
     """A cache entry's result part: ["ok", sha, w, h, fmt, size] or ["bad", kind, reason]."""
     try:
-        checked = check_image(path)
+        checked = check_image(path, max_bytes=max_bytes)
     except ImageError as exc:
         return ["bad", _kind(exc.reason), exc.reason]
     info = checked.info
@@ -236,18 +184,8 @@ def scan_dataset(
     problems: list[Problem] = []
     errors: list[str] = []
     warnings: list[str] = []
-    class_folders: list[Path] = []
-    for entry in sorted(root_path.iterdir(), key=lambda p: p.name):
-        if _is_ignored(entry.name) or not entry.is_dir():
-            continue  # top-level files such as LICENSE.txt are not classes
-        if entry.is_symlink():
-            problems.append(
-                Problem(entry.name, "symlink", "linked class folder not followed; copy it in instead")
-            )
-            continue
-        class_folders.append(entry)
-
-    files_by_folder = {f.name: _walk_class(root_path, f, problems) for f in class_folders}
+    max_bytes = MAX_IMAGE_BYTES.value()
+    class_folders, files_by_folder = walk_dataset(root_path, problems)
     all_files = [p for files in files_by_folder.values() for p in files]
 
     cache_path = _cache_file(root_path)
@@ -276,10 +214,11 @@ def scan_dataset(
     if todo:
         with ThreadPoolExecutor(max_workers=_scan_workers()) as pool:
             for (path, rel, size, mtime), result in zip(
-                todo, pool.map(_check_one, (t[0] for t in todo)), strict=True
+                todo, pool.map(lambda t: _check_one(t[0], max_bytes), todo), strict=True
             ):
                 results[path] = result
-                new_cache[rel] = [size, mtime, result]
+                if result[:2] != ["bad", "too_large"]:  # depends on the cap, which may be raised
+                    new_cache[rel] = [size, mtime, result]
                 tracker.advance(cached=hits)
     if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
         tracker.finish()

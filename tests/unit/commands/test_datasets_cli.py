@@ -81,7 +81,11 @@ def test_import_zip_command_prints_the_new_dataset_and_refuses_escapes(tmp_path:
     out = run_engine("import-zip", "--zip", str(good), "--dest", str(dest), home=tmp_path / "home")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(dest / "pets")
-    assert sorted(p.name for p in (dest / "pets").iterdir()) == ["daisy", "roses"]
+    assert sorted(p.name for p in (dest / "pets").iterdir()) == [
+        ".retrain-studio-dataset.json",  # marks it as the studio's, so `datasets --delete` may delete it
+        "daisy",
+        "roses",
+    ]
 
     evil = tmp_path / "evil.zip"
     evil.write_bytes(zip_bytes({"../escape.txt": b"x", **photo_entries()}))
@@ -127,8 +131,39 @@ def test_download_flowers_command_fetches_checks_and_extracts_a_file_url(tmp_pat
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(dest / "flower_photos")
     assert sorted(p.name for p in (dest / "flower_photos").iterdir()) == [
+        ".retrain-studio-dataset.json",  # marks it as the studio's, so `datasets --delete` may delete it
         "LICENSE.txt",
         "daisy",
         "roses",
     ]
     assert "download" in out.stderr  # the progress bar
+
+
+def test_datasets_lists_and_deletes_only_what_the_studio_made(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    archive = tmp_path / "birds.zip"
+    archive.write_bytes(zip_bytes(photo_entries()))
+    assert run_engine("import-zip", "--zip", str(archive), home=home).returncode == 0
+    write_class_folders(home / "datasets" / "my_photos", {"a": 3, "b": 3})
+
+    listed = run_engine("datasets", home=home)
+    assert listed.returncode == 0, listed.stderr
+    header, _rule, *rows = listed.stdout.splitlines()
+    assert header.split() == ["name", "kind", "MB", "files", "created", "source"]
+    assert [row.split()[:2] + row.split()[3:4] + row.split()[-1:] for row in rows] == [
+        ["birds", "import", "6", "birds.zip"]
+    ]
+    as_json = json.loads(run_engine("datasets", "--json", home=home).stdout)
+    assert [(d["name"], d["kind"], d["files"]) for d in as_json] == [("birds", "import", 6)]
+
+    refused = run_engine("datasets", "--delete", "my_photos", home=home)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: ") and len(refused.stderr.strip().splitlines()) == 1
+    assert "not made by Retrain Studio" in refused.stderr
+    assert (home / "datasets" / "my_photos" / "a").is_dir()
+
+    deleted = run_engine("datasets", "--delete", "birds", home=home)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.strip() == f"Deleted {home / 'datasets' / 'birds'}"
+    assert not (home / "datasets" / "birds").exists()
+    assert "No datasets made by the studio" in run_engine("datasets", home=home).stdout
