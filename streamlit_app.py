@@ -4,11 +4,17 @@ Run with `streamlit run streamlit_app.py`. This file declares the five pages
 with `st.navigation`, sets the page config, and draws the sidebar every page
 shares: the selected dataset, the selected run and the TensorFlow device.
 TensorFlow is never imported here, so the first page paints in seconds.
+
+Before any page: the process's exit hook for TensorBoard (`ui.lifecycle`,
+once per server process) and, when the app listens beyond loopback, the
+password gate (`ui.access`). Each page runs inside `ui.errors.guard`: a user
+error is a message, anything unexpected is logged with its traceback on the
+server and shown as a short reference.
 """
 
 import streamlit as st
 
-from ui import state
+from ui import access, errors, lifecycle, state
 
 st.set_page_config(page_title="Retrain Studio", page_icon=":material/photo_library:", layout="wide")
 
@@ -37,7 +43,10 @@ PAGES = {
     ],
 }
 
+lifecycle.install()
+access.gate()
 page = st.navigation(PAGES)
 state.keep_widget_state()
-state.render_sidebar()
-page.run()
+with errors.guard():
+    state.render_sidebar()
+    page.run()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import zipfile
 
-from tests.support.app import fresh_app
+from tests.support.app import fresh_app, table_with
 from tests.support.factories import write_class_folders
 from ui import state
-from ui.render import SAMPLES_PER_CLASS
+from ui.browse import SAMPLES_PER_CLASS
 
 
 def selected_label(app) -> str:
@@ -40,7 +40,7 @@ def test_local_folder_shows_its_classes_and_lists_the_corrupt_file(tmp_path) -> 
     assert not app.exception
     assert metrics(app)["Classes"] == "2"
     assert metrics(app)["Photos"] == "8"
-    problems = app.dataframe[2].value
+    problems = table_with(app, "rel_path")
     assert list(problems["rel_path"]) == ["cats/broken.jpg"]
     assert problems["reason"][0]
     assert str(root) == selected_label(app)

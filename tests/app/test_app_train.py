@@ -16,7 +16,7 @@ import pytest
 from engine.core.errors import StudioError
 from engine.runs.jobs import JobRegistry
 from engine.train.config import TrainConfig
-from tests.support.app import home_runs, open_page, plotly_titles
+from tests.support.app import home_runs, open_page, plotly_titles, shown
 from tests.support.cli import REPO_ROOT
 from tests.support.waiting import wait_for
 
@@ -83,7 +83,7 @@ def test_finished_job_shows_accuracy_confusion_matrix_and_downloads(registry) ->
     final = {m.label: m.value for m in app.metric}["Final test accuracy"]
     assert final == "66.7%"
     assert "Accuracy" in plotly_titles(app)
-    labels = [b.proto.label for b in app.get("download_button")]
+    labels = [shown(b.proto.label) for b in app.get("download_button")]
     assert sorted(labels) == ["labels.txt", "model.tflite", "saved_model.zip"]
 
 
@@ -107,7 +107,7 @@ def test_second_tab_reattaches_to_the_running_job_instead_of_starting_another(re
     (run_id,) = home_runs(registry.runs_dir.parent)
     other_tab = open_page("train")
     assert not other_tab.exception
-    assert any(run_id in h.value for h in other_tab.subheader)
+    assert any(run_id in shown(h.value) for h in other_tab.subheader)
     assert other_tab.button(key=START).disabled
     assert other_tab.button(key="train_cancel")
     gate.touch()
@@ -149,7 +149,7 @@ def test_backbone_without_weights_disables_start_and_says_where_to_put_them(regi
     app = open_page("train")
     app.selectbox(key="train_architecture").set_value(missing[0].name).run()
     assert not app.exception
-    assert missing[0].weights_hint() in app.warning[0].value
+    assert missing[0].weights_hint() in shown(app.warning[0].value)
     assert app.button(key=START).disabled
 
 
