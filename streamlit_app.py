@@ -44,8 +44,9 @@ PAGES = {
 }
 
 lifecycle.install()
+# Navigation first, hidden until the visitor may see it, so a deep link survives signing in.
+page = st.navigation(PAGES, position="sidebar" if access.allowed() else "hidden")
 access.gate()
-page = st.navigation(PAGES)
 state.keep_widget_state()
 with errors.guard():
     state.render_sidebar()

@@ -89,13 +89,20 @@ def missing_for_exposure() -> list[str]:
     return missing
 
 
+def allowed() -> bool:
+    """Whether this session may see the pages: a loopback app, or a signed-in session."""
+    return not exposed() or bool(st.session_state.get(_SIGNED_IN)) and not missing_for_exposure()
+
+
 def gate() -> None:
-    """Let the script go on only for a loopback app or a signed-in session; else stop it.
+    """Let the script go on only when `allowed()`; else show why not and stop it.
 
     An exposed app with something missing shows what to set and stops; with
     both set, it shows the sign-in form until the right password is given.
+    The router calls `st.navigation` first (hidden until signed in), so a deep
+    link such as /train opens that page once signed in.
     """
-    if not exposed():
+    if allowed():
         return
     missing = missing_for_exposure()
     if missing:
@@ -107,8 +114,6 @@ def gate() -> None:
         )
         st.caption("Then restart it. See README, “Sharing the dashboard on a network”.")
         st.stop()
-    if st.session_state.get(_SIGNED_IN):
-        return
     st.title("Retrain Studio")
     with st.form("sign_in"):
         given = st.text_input("Password", type="password", key="access_password")

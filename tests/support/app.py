@@ -185,3 +185,13 @@ _ESCAPED_PUNCTUATION = re.compile(r"\\([!-/:-@\[-`{-~])")
 def shown(markdown: str) -> str:
     """The text a browser shows for Markdown escaped by `ui.safe.md` (escapes and hard breaks undone)."""
     return _ESCAPED_PUNCTUATION.sub(r"\1", markdown.replace("  \n", "\n"))
+
+
+SIGN_IN = "FormSubmitter:sign_in-Sign in"
+
+
+def sign_in(app: AppTest, password: str) -> AppTest:
+    """Type `password` into an exposed app's sign-in form, press Sign in, and run."""
+    app.text_input(key="access_password").input(password)
+    app.button(key=SIGN_IN).click()
+    return app.run()
