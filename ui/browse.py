@@ -142,13 +142,10 @@ def render_sample_grid(
     for info in classes:
         folder = "" if info.folder == info.label else f" · folder {md(info.folder)}"
         st.markdown(f"**{md(info.label)}**{folder} · {info.count} photos")
-        thumbs, captions = [], []
-        for record in by_label.get(info.label, [])[:per_class]:
-            path = Path(record.path)
-            png = cached.thumbnail(str(path), _mtime(path), max_side)
-            if png is not None:
-                thumbs.append(png)
-                captions.append(md(path.name))
+        paths = [Path(r.path) for r in by_label.get(info.label, [])[:per_class]]
+        pngs = cached.thumbnails(tuple(map(str, paths)), tuple(map(_mtime, paths)), max_side)
+        thumbs = [png for png in pngs if png is not None]
+        captions = [md(path.name) for path, png in zip(paths, pngs, strict=True) if png is not None]
         if thumbs:
             st.image(thumbs, caption=captions, width=max_side)
         else:
