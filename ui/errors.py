@@ -36,6 +36,8 @@ from ui.safe import md, redact_paths
 LOGGER_NAME = "retrain_studio.dashboard"
 LOG_FILE = Path("logs") / "dashboard.log"
 LOG_MAX_BYTES = 5 * 1024**2
+# Longest file name quoted in full (a name over 255 bytes is itself the error).
+NAME_SHOWN = 60
 _APP_ROOT = Path(__file__).resolve().parents[1]
 _logger = logging.getLogger(LOGGER_NAME)
 
@@ -99,11 +101,13 @@ def describe_os_error(error: OSError) -> str:
         error: the error (`strerror` and `filename` are used when set).
 
     Returns:
-        E.g. "File name too long: 'aaaa…'" or "File exists: 'daisy'".
+        E.g. "File exists: 'daisy'", or "File name too long: 'aaaa…'" (a long
+        name cut at NAME_SHOWN characters).
     """
     reason = error.strerror or type(error).__name__
     names = [Path(os.fsdecode(f)).name for f in (error.filename, error.filename2) if f]
-    return f"{reason}: " + " → ".join(repr(n) for n in names) if names else reason
+    shown = [n if len(n) <= NAME_SHOWN else n[: NAME_SHOWN - 1] + "…" for n in names]
+    return f"{reason}: " + " → ".join(repr(n) for n in shown) if names else reason
 
 
 def show_error(error: object, *, prefix: str = "", icon: str = ":material/error:") -> None:
