@@ -210,3 +210,37 @@ def test_form_limits_are_the_limits_validate_enforces(registry) -> None:
         for beyond in (_outside(rule.low, -1, kind), _outside(rule.high, 1, kind)):
             with pytest.raises(StudioError, match=f"--{field}="):
                 TrainConfig(**{field: beyond, **others}).validate()
+
+
+def test_heal_warnings_show_in_the_live_view_and_then_in_the_report(registry, gate, monkeypatch) -> None:
+    from tests.support.fake_trainer import HEAL_WARNINGS
+
+    monkeypatch.setenv("FAKE_TRAINER_HEAL", "1")
+    app = start(open_page("train"), steps=3)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    run = registry.get(run_id).run_dir
+    wait_for(lambda: any(e["event"] == "step" for e in run.read_events(0)[0]), what="the first step")
+    app.run()
+    assert not app.exception
+    assert [shown(w.value) for w in app.warning] == list(HEAL_WARNINGS)
+    gate.touch()
+    assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
+    app.run()
+    assert not app.exception
+    assert "Final test accuracy" in [m.label for m in app.metric]
+    assert [shown(w.value) for w in app.warning] == list(HEAL_WARNINGS)  # once each, in the report
+
+
+def test_a_finished_run_folder_with_heal_warnings_shows_each_once_escaped() -> None:
+    from tests.support.app import write_run
+
+    run = write_run(state="done")
+    same = "the scan cache was damaged; moved aside and rebuilt"
+    hostile = "status.json of ![x](https:example.invalid) was unreadable; rebuilt"
+    run.update_status(warnings=[same, {"message": hostile}, 42])
+    run.append_event({"event": "warning", "time": 1.0, "message": same})
+    run.append_event({"event": "warning", "time": 2.0, "detail": "events.jsonl: partial line dropped"})
+    app = open_page("train")
+    assert not app.exception
+    assert [shown(w.value) for w in app.warning] == [same, hostile, "events.jsonl: partial line dropped"]
+    assert not any("![x](" in w.value for w in app.warning)
