@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -40,16 +41,19 @@ LOG_MAX_BYTES = 5 * 1024**2
 NAME_SHOWN = 60
 _APP_ROOT = Path(__file__).resolve().parents[1]
 _logger = logging.getLogger(LOGGER_NAME)
+_logger_lock = threading.Lock()
+_log_file_lock = threading.Lock()
 
 
 def logger() -> logging.Logger:
     """The dashboard's logger (to stderr: the terminal running `streamlit run`), set up once."""
-    if not _logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        _logger.addHandler(handler)
-        _logger.setLevel(logging.INFO)
-        _logger.propagate = False
+    with _logger_lock:  # sessions run in threads of their own: one handler, not one each
+        if not _logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            _logger.addHandler(handler)
+            _logger.setLevel(logging.INFO)
+            _logger.propagate = False
     return _logger
 
 
@@ -188,10 +192,11 @@ def _append_log(text: str) -> None:
     """Append to the log file, keeping one older file once it passes LOG_MAX_BYTES."""
     path = log_file()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size > LOG_MAX_BYTES:
-            os.replace(path, path.with_suffix(".log.1"))
-        with path.open("a", encoding="utf-8") as log:
-            log.write(text)
+        with _log_file_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and path.stat().st_size > LOG_MAX_BYTES:
+                os.replace(path, path.with_suffix(".log.1"))
+            with path.open("a", encoding="utf-8") as log:
+                log.write(text)
     except OSError as error:  # the stderr line above still has it
         logger().warning("could not write %s: %s", path, error)

@@ -36,8 +36,8 @@ def render_live(followed: Followed, state: str) -> None:
         phase = str(progress.get("phase", "")).replace("-", " ").capitalize()
         st.progress(
             min(1.0, done / total) if total else 0.0,
-            text=f"{phase}: {done}/{total} {progress.get('unit', 'images')}, "
-            f"{format_duration(progress.get('eta_s'))} left",
+            text=md(f"{phase}: {done}/{total} {progress.get('unit', 'images')}, ")
+            + f"{format_duration(progress.get('eta_s'))} left",
         )
     step = followed.last_step
     if step is not None:
@@ -52,7 +52,7 @@ def render_live(followed: Followed, state: str) -> None:
         cols[2].metric("Images / s", f"{step.get('images_per_s', 0):.0f}")
         render_curves(followed.frame(), key="train_live")
     elif state in ("queued", "running"):
-        st.caption(f"Phase: {followed.phase or 'starting'}…")
+        st.caption(f"Phase: {md(followed.phase or 'starting')}…")
 
 
 def warning_text(item: Any) -> str | None:

@@ -127,7 +127,7 @@ def test_live_view_shows_the_step_counter_while_running(registry, gate) -> None:
         what="the step counter",
     )
     texts = [p.proto.text for p in app.get("progress")]
-    assert any(t.startswith("Bottlenecks: 3/6") for t in texts)
+    assert any(shown(t).startswith("Bottlenecks: 3/6") for t in texts)
     gate.touch()
     job.wait(JOB_DEADLINE_S)
 
