@@ -16,6 +16,10 @@ from ui.render import progress_callback, render_split_inputs
 
 SOURCES = ("Demo", "Local folder", "Upload a zip", "Download flower_photos")
 ZIPS_KEY = "imported_zips"
+ZIP_NAME_HINT = (
+    ". A file or folder name in the zip cannot be made on this system (a name used for both a "
+    "file and a folder, or one too long): rename it and zip the folder again"
+)
 
 
 def render_source() -> tuple[Path | None, str]:
@@ -41,7 +45,7 @@ def render_source() -> tuple[Path | None, str]:
         imported = st.session_state.setdefault(ZIPS_KEY, {})
         if upload.file_id not in imported:
             done = progress_callback(f"Importing {upload.name}")
-            with user_errors(f"Cannot import {public_text(upload.name)}: "):
+            with user_errors(f"Cannot import {public_text(upload.name)}: ", os_hint=ZIP_NAME_HINT):
                 imported[upload.file_id] = str(
                     import_zip(upload, name=Path(upload.name).stem, progress=done)
                 )

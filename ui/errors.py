@@ -127,7 +127,7 @@ def show_error(error: object, *, prefix: str = "", icon: str = ":material/error:
 
 
 @contextlib.contextmanager
-def user_errors(prefix: str = "") -> Iterator[None]:
+def user_errors(prefix: str = "", *, os_hint: str = "") -> Iterator[None]:
     """Show a `StudioError` or `OSError` raised inside as a message, then stop the script.
 
     For calls that act on user input (an upload, a typed folder): the page
@@ -135,12 +135,15 @@ def user_errors(prefix: str = "") -> Iterator[None]:
 
     Args:
         prefix: Markdown before the message ("Cannot import the zip: "). Defaults to "".
+        os_hint: plain text after an OSError's description: what it means
+            here and what to do. Defaults to "".
     """
     try:
         yield
     except (StudioError, OSError) as error:
         if isinstance(error, OSError):
             logger().info("user input caused %r", error)
+            error = f"{describe_os_error(error)}{os_hint}"
         show_error(error, prefix=prefix)
         st.stop()
 
