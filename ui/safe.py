@@ -40,8 +40,9 @@ for _code in _INVISIBLE:
 _ESCAPES[ord("\n")] = "  \n"
 
 # An absolute POSIX path inside a message: starts after a quote, bracket,
-# space or the start, runs up to a quote, space or closing bracket.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s'\"()\[\]<>,;]+)")
+# space or the start (not inside a word or a URL's "://"), runs up to a
+# quote, space or closing bracket.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s'\"()\[\]<>,;]+)")
 
 
 def md(value: object) -> str:

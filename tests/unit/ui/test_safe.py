@@ -119,3 +119,8 @@ def test_other_paths_keep_only_their_last_part_unless_visible() -> None:
 def test_text_without_absolute_paths_is_unchanged() -> None:
     text = "class 'red' has only 2 image(s); 1/2 of them in train, a/b relative"
     assert redact_paths(text, NAMES) == text
+
+
+def test_urls_are_not_taken_for_paths() -> None:
+    text = "download https://storage.example/keras/weights_tf.h5 (or http://10.0.0.1:8000/a)"
+    assert redact_paths(text, NAMES) == text
