@@ -4,11 +4,17 @@ Run with `streamlit run streamlit_app.py`. This file declares the five pages
 with `st.navigation`, sets the page config, and draws the sidebar every page
 shares: the selected dataset, the selected run and the TensorFlow device.
 TensorFlow is never imported here, so the first page paints in seconds.
+
+Before any page: the process's exit hook for TensorBoard (`ui.lifecycle`,
+once per server process) and, when the app listens beyond loopback, the
+password gate (`ui.access`). Each page runs inside `ui.errors.guard`: a user
+error is a message, anything unexpected is logged with its traceback on the
+server and shown as a short reference.
 """
 
 import streamlit as st
 
-from ui import cached, state
+from ui import access, cached, errors, lifecycle, state
 
 st.set_page_config(page_title="Retrain Studio", page_icon=":material/photo_library:", layout="wide")
 
@@ -37,8 +43,12 @@ PAGES = {
     ],
 }
 
+lifecycle.install()
 cached.swept_leftovers()  # once per server process: what a killed import or write left
-page = st.navigation(PAGES)
+# Navigation first, hidden until the visitor may see it, so a deep link survives signing in.
+page = st.navigation(PAGES, position="sidebar" if access.allowed() else "hidden")
+access.gate()
 state.keep_widget_state()
-state.render_sidebar()
-page.run()
+with errors.guard():
+    state.render_sidebar()
+    page.run()

@@ -5,17 +5,22 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from engine.core.errors import StudioError
 from engine.core.paths import datasets_dir
 from engine.data.download import download_flower_photos
 from engine.data.sources import import_zip, resolve_local_folder
 from ui import cached, state
-from ui.figures import split_counts_figure
+from ui.browse import render_class_browser, render_messages
+from ui.errors import public_text, user_errors
 from ui.library import render_stored_datasets
-from ui.render import progress_callback, render_chart, render_sample_grid, render_split_inputs
+from ui.limits import ZIP_UPLOAD_MB
+from ui.render import progress_callback, render_split_inputs
 
 SOURCES = ("Demo", "Local folder", "Upload a zip", "Download flower_photos")
 ZIPS_KEY = "imported_zips"
+ZIP_NAME_HINT = (
+    ". A file or folder name in the zip cannot be made on this system (a name used for both a "
+    "file and a folder, or one too long): rename it and zip the folder again"
+)
 
 
 def render_source() -> tuple[Path | None, str]:
@@ -33,15 +38,18 @@ def render_source() -> tuple[Path | None, str]:
         ).strip()
         return (resolve_local_folder(typed), typed) if typed else (None, "")
     if source == "Upload a zip":
-        upload = st.file_uploader("Zip of class folders", type=["zip"], key="dataset_zip")
+        upload = st.file_uploader(
+            "Zip of class folders", type=["zip"], key="dataset_zip", max_upload_size=ZIP_UPLOAD_MB
+        )
         if upload is None:
             return None, ""
         imported = st.session_state.setdefault(ZIPS_KEY, {})
         if upload.file_id not in imported:
             done = progress_callback(f"Importing {upload.name}")
-            imported[upload.file_id] = str(
-                import_zip(upload, name=Path(upload.name).stem, progress=done)
-            )
+            with user_errors(f"Cannot import {public_text(upload.name)}: ", os_hint=ZIP_NAME_HINT):
+                imported[upload.file_id] = str(
+                    import_zip(upload, name=Path(upload.name).stem, progress=done)
+                )
         return Path(imported[upload.file_id]), f"zip: {upload.name}"
     existing = datasets_dir() / "flower_photos"
     if existing.is_dir():
@@ -57,11 +65,8 @@ st.title("Dataset")
 st.caption("Photos sorted into one sub-folder per class; the folder names are the labels.")
 render_stored_datasets()
 
-try:
+with user_errors():
     root, label = render_source()
-except StudioError as error:
-    st.error(str(error), icon=":material/error:")
-    st.stop()
 if root is None:
     st.info("Choose the photos above to see them here.", icon=":material/info:")
     st.stop()
@@ -69,29 +74,21 @@ state.select_dataset(root, label)
 
 with st.expander("Split into train / validation / test", expanded=False):
     validation_pct, testing_pct = render_split_inputs()
-try:
+with user_errors():
     dataset = cached.scan(str(root), validation_pct, testing_pct, cached.folder_signature(root))
-except StudioError as error:
-    st.error(str(error), icon=":material/error:")
-    st.stop()
 
 cols = st.columns(4)
 cols[0].metric("Classes", len(dataset.classes))
 cols[1].metric("Photos", len(dataset.images))
 cols[2].metric("Problems", len(dataset.problems))
 cols[3].metric("Duplicate groups", len(dataset.duplicates))
-for message in dataset.errors:
-    st.error(message, icon=":material/error:")
-for message in dataset.warnings:
-    st.warning(message, icon=":material/warning:")
+render_messages(dataset.errors, "error")
+render_messages(dataset.warnings, "warning")
 if dataset.trainable:
-    st.success(f"Ready to train on {root}", icon=":material/check_circle:")
+    st.success(f"Ready to train on {public_text(root)}", icon=":material/check_circle:")
 
-st.subheader("Photos per class and split")
-render_chart(split_counts_figure(dataset.classes), key="dataset_counts")
-
-st.subheader("Samples")
-render_sample_grid(dataset)
+st.subheader("Classes: photos per split and samples")
+render_class_browser(dataset)
 
 st.subheader("Image sizes")
 stats = dataset.stats

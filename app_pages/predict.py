@@ -7,9 +7,11 @@ import streamlit as st
 
 from engine.core.errors import ImageError, StudioError
 from engine.runs.listing import list_runs
-from ui import cached, state
+from ui import cached, limits, state
+from ui.errors import show_error
 from ui.figures import probability_figure
 from ui.render import render_chart
+from ui.safe import md
 
 st.title("Predict")
 finished = [r for r in list_runs() if r.status == "done"]
@@ -35,15 +37,20 @@ model_file = model_file if model_file.is_file() else run.model_path
 try:
     predictor = cached.predictor(str(run.path), model_file.stat().st_mtime)
 except (StudioError, OSError) as error:
-    st.error(f"Cannot load the model of {run_id}: {error}", icon=":material/error:")
+    show_error(error, prefix=f"Cannot load the model of {md(run_id)}: ")
     st.stop()
 labels = predictor.labels
-st.caption(f"{model_file.name} on {predictor.runtime} · {len(labels)} classes: {', '.join(labels)}")
+st.caption(md(f"{model_file.name} on {predictor.runtime} · {len(labels)} classes: {', '.join(labels)}"))
 
 top_k = st.slider("Classes to show", 1, len(labels), min(5, len(labels)), key="predict_top_k")
 uploads = list(
     st.file_uploader(
-        "Photos", accept_multiple_files=True, key="predict_uploads", help="JPEG, PNG, GIF, BMP, WebP…"
+        "Photos",
+        accept_multiple_files=True,
+        key="predict_uploads",
+        max_upload_size=limits.PHOTO_UPLOAD_MB,
+        help=f"JPEG, PNG, GIF, BMP, WebP…: up to {limits.MAX_PREDICT_PHOTOS} photos at once, "
+        f"{limits.PHOTO_UPLOAD_MB} MB each.",
     )
     or []
 )
@@ -53,6 +60,11 @@ if st.toggle("Use the camera", key="predict_camera_on"):
 if not uploads:
     st.info("Upload one or more photos to see what the model says.", icon=":material/upload:")
     st.stop()
+uploads, refused = limits.within_limits(
+    uploads, max_count=limits.MAX_PREDICT_PHOTOS, max_mb=limits.PHOTO_UPLOAD_MB
+)
+for message in refused:
+    show_error(message, icon=":material/block:")
 
 rows = []
 for index, upload in enumerate(uploads):
@@ -60,16 +72,18 @@ for index, upload in enumerate(uploads):
     try:
         prediction = predictor.predict(data, top_k=top_k)
     except ImageError as error:
-        st.error(f"{upload.name}: not a usable image ({error.reason}).", icon=":material/broken_image:")
+        show_error(
+            f"{upload.name}: not a usable image ({error.reason}).", icon=":material/broken_image:"
+        )
         rows.append(
             {"photo": upload.name, "label": None, "probability": None, "ms": None, "error": error.reason}
         )
         continue
     ms = prediction.seconds * 1000
     photo, bars = st.columns([1, 2])
-    photo.image(data, caption=upload.name, width=220)
+    photo.image(data, caption=md(upload.name), width=220)
     with bars:
-        st.markdown(f"**{prediction.label}** · {prediction.probability:.1%} · {ms:.1f} ms")
+        st.markdown(f"**{md(prediction.label)}** · {prediction.probability:.1%} · {ms:.1f} ms")
         render_chart(probability_figure(prediction.top_k), key=f"predict_bars_{index}")
     rows.append(
         {

@@ -3,10 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-from engine.core.errors import StudioError
 from engine.runs.listing import RunSummary, delete_run, list_runs
 from ui import cached, state
+from ui.errors import shown_path, user_errors
 from ui.render import render_curves
+from ui.safe import md
 
 CONFIRM_KEY = "runs_confirm_delete"
 # retrain.py's names for the settings worth a column.
@@ -45,7 +46,7 @@ table = pd.DataFrame(
             "settings": settings_text(r),
             "steps": r.steps,
             "duration (s)": r.duration_s,
-            "data": r.dataset,
+            "data": shown_path(r.dataset) if r.dataset else None,
         }
         for r in all_runs
     ]
@@ -76,15 +77,12 @@ if delete_col.button("Delete…", key="runs_delete", icon=":material/delete:"):
     st.session_state[CONFIRM_KEY] = chosen
 pending = st.session_state.get(CONFIRM_KEY)
 if pending:
-    st.warning(f"Delete run {pending} and every file in its folder? This cannot be undone.")
+    st.warning(f"Delete run {md(pending)} and every file in its folder? This cannot be undone.")
     yes, no = st.columns(2)
     if yes.button("Yes, delete it", key="runs_delete_yes", type="primary"):
         st.session_state.pop(CONFIRM_KEY)
-        try:
+        with user_errors():
             delete_run(pending)
-        except StudioError as error:
-            st.error(str(error), icon=":material/error:")
-            st.stop()
         if state.selected_run_id() == pending:
             state.select_run(None)
         st.rerun()

@@ -3,11 +3,13 @@
 import plotly.express as px
 import streamlit as st
 
-from engine.core.errors import StudioError
 from engine.core.paths import runs_dir
 from engine.runs.event_files import inspect_logs, read_scalars
 from engine.runs.tensorboard import running_tensorboards, start_tensorboard, stop_tensorboard
+from ui import access, lifecycle
+from ui.errors import public_text, user_errors
 from ui.render import render_chart
+from ui.safe import md
 
 st.title("TensorBoard")
 logdir = runs_dir()
@@ -16,23 +18,28 @@ serving = [p for p in running_tensorboards() if p.logdir == logdir.resolve()]
 
 if serving:
     server = serving[0]
-    st.success(f"TensorBoard is serving {logdir} at {server.url}", icon=":material/check_circle:")
+    st.success(
+        f"TensorBoard is serving {public_text(logdir)} at {md(server.url)}",
+        icon=":material/check_circle:",
+    )
+    if access.exposed():
+        st.caption(
+            f"It listens on the server's {md(server.host)} only: open it on the server, or through "
+            f"a tunnel such as `ssh -L {server.port}:127.0.0.1:{server.port} SERVER`."
+        )
     open_col, stop_col = st.columns([1, 4])
     open_col.link_button("Open TensorBoard", server.url, icon=":material/open_in_new:")
     if stop_col.button("Stop TensorBoard", key="tb_stop", icon=":material/stop:"):
         stop_tensorboard(logdir)
         st.rerun()
 else:
-    st.caption(f"Runs folder: {logdir}")
+    st.caption(f"Runs folder: {public_text(logdir)}")
     if st.button("Start TensorBoard", key="tb_start", type="primary", icon=":material/play_arrow:"):
-        try:
-            with st.spinner("Starting TensorBoard…"):
-                started = start_tensorboard(logdir)
-        except StudioError as error:
-            st.error(str(error), icon=":material/error:")
-            st.stop()
+        with user_errors(), st.spinner("Starting TensorBoard…"):
+            # owned by this server process: it stops when the app stops (ui.lifecycle)
+            started = start_tensorboard(logdir, owner=lifecycle.owner())
         if started.notice:
-            st.toast(started.notice)
+            st.toast(public_text(started.notice))
         st.rerun()
 
 st.subheader("Runs and tags")

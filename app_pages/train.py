@@ -6,11 +6,13 @@ from engine.core.errors import StudioError
 from engine.core.runstate import ACTIVE_STATES
 from engine.models.registry import DEFAULT_BACKBONE, list_backbones
 from engine.runs.listing import latest_run
-from ui import cached, state
+from ui import access, cached, state
+from ui.errors import guard, show_error, user_errors
 from ui.follow import follow
 from ui.render import SPLIT_DEFAULT
+from ui.safe import md
 from ui.train_form import render_backbone_picker, render_train_settings
-from ui.train_report import render_live, render_report
+from ui.train_report import render_live, render_report, render_warnings, run_warnings
 
 SPLIT_KEYS = ("validation_pct", "testing_pct")
 
@@ -24,25 +26,22 @@ if active is not None:
 root, dataset_label = state.selected_dataset()
 if root is None:
     root = cached.demo_dataset_root()
-st.caption(f"Retrain the last layer on **{dataset_label}** (choose another on the Dataset page).")
+st.caption(f"Retrain the last layer on **{md(dataset_label)}** (choose another on the Dataset page).")
 try:
     split = [st.session_state.get(k, d) for k, d in zip(SPLIT_KEYS, SPLIT_DEFAULT, strict=True)]
     blockers = cached.scan(str(root), *split, cached.folder_signature(root)).errors
-except StudioError as error:
-    blockers = [str(error)]
+except (StudioError, OSError) as error:
+    blockers = [error]
 for message in blockers:
-    st.error(f"Cannot train on this dataset: {message}", icon=":material/error:")
+    show_error(message, prefix="Cannot train on this dataset: ")
 
 with st.expander("Settings", expanded=active is None):
     backbone = render_backbone_picker(list_backbones(), DEFAULT_BACKBONE)
     ready = active is None and backbone.weights_available() and not blockers
     config = render_train_settings(backbone, root, disabled=not ready)
 if config is not None:
-    try:
+    with user_errors():
         job = registry.start(config)
-    except StudioError as error:
-        st.error(str(error), icon=":material/error:")
-        st.stop()
     state.select_run(job.run_id)
     st.rerun()
 
@@ -63,15 +62,17 @@ polling = 1.0 if job.running else None
 
 
 @st.fragment(run_every=polling)
+@guard()
 def live_view() -> None:
     """The run's state, progress and curves; refreshed every second while it runs."""
     now = job.state
     followed = follow(job.run_dir)
     icon = {"done": ":material/check_circle:", "failed": ":material/error:"}.get(now, ":material/sync:")
-    st.subheader(f"Run {job.run_id}", anchor=False)
+    st.subheader(f"Run {md(job.run_id)}", anchor=False)
     st.markdown(f"{icon} **{now}**", help="queued → running → done | failed | cancelled")
     render_live(followed, now)
     if now in ACTIVE_STATES:
+        render_warnings(run_warnings(job.run_dir, followed))
         if st.button("Cancel training", key="train_cancel", icon=":material/stop:"):
             job.cancel()
             st.toast("Cancelling: the job stops at its next step.")
@@ -79,9 +80,10 @@ def live_view() -> None:
         st.rerun()  # the job just ended: redraw the whole page (report, Start enabled)
     error = job.run_dir.read_status().get("error")
     if now in ("failed", "cancelled") and error:
-        st.error(f"{error} (log: {job.run_dir.log_path})", icon=":material/error:")
+        log = "train.log in the run's folder" if access.exposed() else job.run_dir.log_path
+        show_error(f"{error} (log: {log})")
 
 
 live_view()
 if not job.running:
-    render_report(job.run_dir)
+    render_report(job.run_dir, run_warnings(job.run_dir, follow(job.run_dir)))

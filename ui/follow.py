@@ -29,6 +29,8 @@ class Followed:
         phase: the latest phase ("scan", "bottlenecks", "train", ...), or "".
         progress: the latest progress event (e.g. the bottleneck phase's), or None.
         result: the result event (test accuracy), or None.
+        warnings: the `warning` events (a cache or run file the trainer found
+            damaged and rebuilt), in order.
     """
 
     offset: int = 0
@@ -36,6 +38,7 @@ class Followed:
     phase: str = ""
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def absorb(self, events: list[dict[str, Any]]) -> None:
         """Take in newly read events."""
@@ -49,6 +52,8 @@ class Followed:
                 self.progress = event
             elif kind == "result":
                 self.result = event
+            elif kind == "warning":
+                self.warnings.append(event)
 
     @property
     def last_step(self) -> dict[str, Any] | None:

@@ -14,6 +14,8 @@ import streamlit as st
 from engine.core.errors import StudioError
 from engine.data.library import StoredDataset, delete_dataset, list_datasets
 from ui import cached, state
+from ui.errors import public_text
+from ui.safe import md
 
 CONFIRM_KEY = "datasets_confirm_delete"
 ERROR_KEY = "datasets_delete_error"
@@ -60,7 +62,7 @@ def render_stored_datasets() -> None:
     with st.expander(f"Your datasets ({len(stored)}, {total_mb:,.1f} MB)", expanded=False):
         error = st.session_state.pop(ERROR_KEY, None)
         if error:
-            st.error(error, icon=":material/error:")
+            st.error(public_text(error), icon=":material/error:")
         if not stored:
             st.caption("None yet: imported zips, downloads and the demo appear here.")
             return
@@ -71,7 +73,9 @@ def render_stored_datasets() -> None:
             st.session_state[CONFIRM_KEY] = chosen
         pending = st.session_state.get(CONFIRM_KEY)
         if pending in names:
-            st.warning(f"Delete the dataset {pending!r} and every file in it? This cannot be undone.")
+            st.warning(
+                f"Delete the dataset {md(repr(pending))} and every file in it? This cannot be undone."
+            )
             yes, no = st.columns(2)
             yes.button(
                 "Yes, delete it",

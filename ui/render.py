@@ -8,7 +8,6 @@ draw them. Inputs for training settings take their limits and help from
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,13 +15,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine.train.config import TrainConfig
-from ui import cached, state
+from ui import state
 from ui.figures import curves_figure
+from ui.safe import md
 
 SPLIT_DEFAULT = (TrainConfig.default("validation_percentage"), TrainConfig.default("testing_percentage"))
 CHART_CONFIG = {"displaylogo": False}
-# One row of thumbnails per class on a laptop screen.
-SAMPLES_PER_CLASS = 6
 
 
 def setting_input(name: str, label: str, *, key: str, container: Any = st, **kwargs: Any) -> Any:
@@ -72,13 +70,15 @@ def progress_callback(label: str) -> Callable[[Any], None]:
     """A `progress` callback for engine calls that draws an `st.progress` bar.
 
     Args:
-        label: what is being done ("Downloading flower_photos").
+        label: what is being done ("Downloading flower_photos"); plain text
+            (it may quote an upload's name), escaped here.
 
     Returns:
         A callable taking `engine.core.progress.Progress` snapshots.
     """
     from engine.core.progress import format_duration
 
+    label = md(label)
     bar = st.progress(0.0, text=label)
 
     def _update(snapshot: Any) -> None:
@@ -89,40 +89,6 @@ def progress_callback(label: str) -> Callable[[Any], None]:
         )
 
     return _update
-
-
-def render_sample_grid(dataset: Any, *, per_class: int = SAMPLES_PER_CLASS, max_side: int = 120) -> None:
-    """One row of thumbnails per class (cached), with the class name and count above.
-
-    Args:
-        dataset: an `engine.data.dataset.Dataset`.
-        per_class: thumbnails per class. Defaults to SAMPLES_PER_CLASS.
-        max_side: thumbnail size in pixels. Defaults to 120.
-    """
-    by_label: dict[str, list[Any]] = {}
-    for record in dataset.images:
-        by_label.setdefault(record.label, []).append(record)
-    for info in dataset.classes:
-        records = by_label.get(info.label, [])[:per_class]
-        st.markdown(f"**{info.label}** · {info.count} photos")
-        thumbs, captions = [], []
-        for record in records:
-            path = Path(record.path)
-            png = cached.thumbnail(str(path), _mtime(path), max_side)
-            if png is not None:
-                thumbs.append(png)
-                captions.append(path.name)
-        if thumbs:
-            st.image(thumbs, caption=captions, width=max_side)
-        else:
-            st.caption("No readable photos in this class.")
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def render_chart(figure: go.Figure, key: str) -> None:

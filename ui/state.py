@@ -14,6 +14,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.errors import public_text
+from ui.safe import md
+
 DATASET_KEY = "selected_dataset_root"
 DATASET_LABEL_KEY = "selected_dataset_label"
 RUN_KEY = "selected_run_id"
@@ -106,6 +109,6 @@ def render_sidebar() -> None:
     run_id = selected_run_id()
     with st.sidebar:
         st.caption("Selected")
-        st.markdown(f":material/photo_library: **Dataset:** {dataset_label}")
-        st.markdown(f":material/history: **Run:** {run_id or 'latest finished'}")
+        st.markdown(f":material/photo_library: **Dataset:** {public_text(dataset_label)}")
+        st.markdown(f":material/history: **Run:** {md(run_id) if run_id else 'latest finished'}")
         st.markdown(f":material/memory: **Device:** {device_summary()}")

@@ -15,6 +15,7 @@ import streamlit as st
 from engine.core.errors import StudioError
 from engine.models.registry import Backbone
 from engine.train.config import TrainConfig
+from ui.errors import public_text, show_error
 from ui.render import render_split_inputs, setting_input
 
 
@@ -38,7 +39,9 @@ def render_backbone_picker(backbones: list[Backbone], default: str) -> Backbone:
     backbone = by_name[name]
     st.caption(f"{backbone.weights_source}; {backbone.normalization}.")
     if not backbone.weights_available():
-        st.warning(f"No ImageNet weights for {name} on this machine: {backbone.weights_hint()}")
+        st.warning(
+            public_text(f"No ImageNet weights for {name} on this machine: {backbone.weights_hint()}")
+        )
     return backbone
 
 
@@ -149,5 +152,5 @@ def render_train_settings(backbone: Backbone, image_dir: Path, *, disabled: bool
     try:
         return config.validate()
     except StudioError as error:
-        st.error(f"Not started: {error}", icon=":material/error:")
+        show_error(error, prefix="Not started: ")
         return None

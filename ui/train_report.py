@@ -17,9 +17,11 @@ import streamlit as st
 from engine.core.progress import format_duration
 from engine.core.rundir import RunDir
 from ui import cached
+from ui.errors import public_text
 from ui.figures import confusion_figure, scored_models_frame, time_left
 from ui.follow import Followed
 from ui.render import render_chart, render_curves
+from ui.safe import md
 
 PER_CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
 RUNTIME_NAMES = {"litert": "LiteRT", "tensorflow": "TensorFlow"}
@@ -34,8 +36,8 @@ def render_live(followed: Followed, state: str) -> None:
         phase = str(progress.get("phase", "")).replace("-", " ").capitalize()
         st.progress(
             min(1.0, done / total) if total else 0.0,
-            text=f"{phase}: {done}/{total} {progress.get('unit', 'images')}, "
-            f"{format_duration(progress.get('eta_s'))} left",
+            text=md(f"{phase}: {done}/{total} {progress.get('unit', 'images')}, ")
+            + f"{format_duration(progress.get('eta_s'))} left",
         )
     step = followed.last_step
     if step is not None:
@@ -50,12 +52,50 @@ def render_live(followed: Followed, state: str) -> None:
         cols[2].metric("Images / s", f"{step.get('images_per_s', 0):.0f}")
         render_curves(followed.frame(), key="train_live")
     elif state in ("queued", "running"):
-        st.caption(f"Phase: {followed.phase or 'starting'}…")
+        st.caption(f"Phase: {md(followed.phase or 'starting')}…")
 
 
-def render_report(run: RunDir) -> None:
-    """A finished run's report: test accuracy, per-class table, confusion matrix, misses, exports."""
+def warning_text(item: Any) -> str | None:
+    """The text of one heal warning: a string, or a dict's `message` (else `warning`, `detail`)."""
+    if isinstance(item, str):
+        return item or None
+    if isinstance(item, dict):
+        for key in ("message", "warning", "detail"):
+            if isinstance(item.get(key), str) and item[key]:
+                return item[key]
+    return None
+
+
+def run_warnings(run: RunDir, followed: Followed) -> list[str]:
+    """What the run found damaged and rebuilt: status.json's `warnings`, then `warning` events.
+
+    Args:
+        run: the run folder.
+        followed: what this tab has read of its events.
+
+    Returns:
+        Each text once, in order.
+    """
+    listed = run.read_status().get("warnings")
+    items = [*(listed if isinstance(listed, list) else []), *followed.warnings]
+    return list(dict.fromkeys(t for t in map(warning_text, items) if t))
+
+
+def render_warnings(warnings: list[str]) -> None:
+    """Heal warnings as alerts (a damaged cache or run file, moved aside and rebuilt)."""
+    for text in warnings:
+        st.warning(public_text(text), icon=":material/healing:")
+
+
+def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
+    """A finished run's report: test accuracy, per-class table, confusion matrix, misses, exports.
+
+    Args:
+        run: the run folder.
+        warnings: what the run found damaged and rebuilt (`run_warnings`). Defaults to None.
+    """
     if not run.report_path.exists():
+        render_warnings(warnings or [])
         return
     report = run.read_report()
     image_dir = run.read_config().get("image_dir")
@@ -63,6 +103,7 @@ def render_report(run: RunDir) -> None:
         "Final test accuracy", f"{report['accuracy']:.1%}", help=f"on {report['count']} test photos"
     )
     render_runtime(run.read_config())
+    render_warnings(warnings or [])
     left, right = st.columns(2)
     per_class = pd.DataFrame(report["per_class"], columns=PER_CLASS_COLUMNS)
     left.dataframe(per_class, hide_index=True, key="train_per_class")
@@ -76,7 +117,7 @@ def render_report(run: RunDir) -> None:
     for miss in misses[:12]:
         png = cached.thumbnail(str(Path(image_dir or "") / miss["path"]), 0.0, 120)
         if png is not None:
-            caption = f"{miss['true_label']} → {miss['predicted_label']} ({miss['confidence']:.0%})"
+            caption = md(f"{miss['true_label']} → {miss['predicted_label']} ({miss['confidence']:.0%})")
             gallery.append((png, caption))
     if gallery:
         st.image([png for png, _ in gallery], caption=[c for _, c in gallery], width=120)
@@ -108,11 +149,12 @@ def render_runtime(config: dict[str, Any]) -> None:
     if runtime:
         decoder = config.get("bottleneck_decoder")
         st.caption(
-            f"Features computed on **{RUNTIME_NAMES.get(runtime, runtime)}**"
-            + (f" (decoding with {decoder})" if decoder else "")
+            f"Features computed on **{md(RUNTIME_NAMES.get(runtime, runtime))}**"
+            + (f" (decoding with {md(decoder)})" if decoder else "")
         )
     if config.get("runtime_notice"):
-        st.warning(f"LiteRT was not used: {config['runtime_notice']}", icon=":material/info:")
+        notice = public_text(config["runtime_notice"])
+        st.warning(f"LiteRT was not used: {notice}", icon=":material/info:")
 
 
 def render_downloads(run: RunDir) -> None:
@@ -133,7 +175,7 @@ def render_downloads(run: RunDir) -> None:
     cols = st.columns(min(4, len(files)))
     for index, (name, path) in enumerate(files.items()):
         cols[index % len(cols)].download_button(
-            name,
+            md(name),
             data=partial(_zip_folder, path) if path.is_dir() else path.read_bytes,
             file_name=name,
             key=f"train_download_{name}",

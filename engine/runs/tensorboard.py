@@ -8,6 +8,12 @@ answers `/data/environment` with our logdir, which also proves the server on
 that port is ours. Live servers are recorded in `<home>/tensorboard.json`
 (pid, its start time, port, logdir), so a second tab, the CLI or a restarted
 app reuses the same one instead of starting another.
+
+A server may have an owner: the dashboard's process passes its pid, and stops
+its servers when it exits (`stop_owned_tensorboards`). A server whose owner
+died without that (SIGKILL) is an orphan; the next dashboard adopts the one
+serving its logdir and stops the others (`reclaim_orphans`). A server started
+from the CLI has no owner and runs until stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +69,8 @@ class TensorBoardProcess:
         log_path: where its output goes. Defaults to None.
         reused: whether this call found it already running. Defaults to False.
         notice: why it is not where asked (a busy port), if so. Defaults to None.
+        owner_pid: the process whose exit stops it (the dashboard), if any. Defaults to None.
+        owner_start: that process's start time in clock ticks. Defaults to None.
     """
 
     url: str
@@ -73,6 +82,12 @@ class TensorBoardProcess:
     log_path: Path | None = None
     reused: bool = False
     notice: str | None = field(default=None, compare=False)
+    owner_pid: int | None = None
+    owner_start: int | None = None
+
+    def orphaned(self) -> bool:
+        """Whether it has an owner and that process is gone."""
+        return self.owner_pid is not None and not process_alive(self.owner_pid, self.owner_start)
 
     def alive(self) -> bool:
         """Whether the process runs and answers HTTP with this logdir."""
@@ -98,6 +113,8 @@ class TensorBoardProcess:
             "logdir": str(self.logdir),
             "host": self.host,
             "log_path": str(self.log_path) if self.log_path else None,
+            "owner_pid": self.owner_pid,
+            "owner_start": self.owner_start,
         }
 
 
@@ -107,8 +124,12 @@ def start_tensorboard(
     host: str = "127.0.0.1",
     port: int | None = None,
     timeout: float = START_TIMEOUT_S,
+    owner: int | None = None,
 ) -> TensorBoardProcess:
     """Start TensorBoard on `logdir`, or reuse the one already serving it.
+
+    A reused server keeps its owner, unless that owner is gone: then `owner`
+    adopts it.
 
     Args:
         logdir: the folder of runs (each sub-folder with event files is a run).
@@ -116,6 +137,9 @@ def start_tensorboard(
         port: the port wanted; if it is busy another is used and `notice` says
             so. Defaults to None (any free port).
         timeout: seconds to wait for it to answer. Defaults to 90.
+        owner: the pid of the process that stops it when it exits (the
+            dashboard passes its own; see `stop_owned_tensorboards`). Defaults
+            to None (no owner: it runs until stopped).
 
     Returns:
         The server (`reused` tells whether it was already running).
@@ -139,9 +163,13 @@ def start_tensorboard(
             existing = _from_record(record)
             if existing.alive() and (port is None or existing.port == port):
                 existing.reused = True
+                if owner is not None and existing.orphaned():
+                    _set_owner(existing, owner)
                 return existing
             _terminate(existing.pid, existing.pid_start, STOP_TIMEOUT_S)
         process = _launch(folder, host, port, timeout)
+        if owner is not None:
+            process.owner_pid, process.owner_start = owner, process_start_ticks(owner)
         instances = [i for i in _load_instances() if Path(i.get("logdir", "")) != folder]
         _save_instances([*instances, process.as_record()])
         return process
@@ -157,18 +185,8 @@ def stop_tensorboard(logdir: str | os.PathLike[str]) -> bool:
         True if a live server was stopped, False if there was none.
     """
     folder = Path(logdir).expanduser().resolve()
-    stopped = False
     with _locked():
-        kept = []
-        for record in _load_instances():
-            if Path(record.get("logdir", "")) == folder:
-                instance = _from_record(record)
-                stopped = process_alive(instance.pid, instance.pid_start) or stopped
-                _terminate(instance.pid, instance.pid_start, STOP_TIMEOUT_S)
-            else:
-                kept.append(record)
-        _save_instances(kept)
-    return stopped
+        return bool(_stop_where(lambda record: Path(record.get("logdir", "")) == folder))
 
 
 def running_tensorboards() -> list[TensorBoardProcess]:
@@ -179,6 +197,80 @@ def running_tensorboards() -> list[TensorBoardProcess]:
         return live
 
 
+def stop_owned_tensorboards(owner: int) -> int:
+    """Stop every server `owner` started or adopted (the dashboard calls it when it exits).
+
+    Args:
+        owner: the owning process's pid (matched with its start time, so a
+            recycled pid owns nothing).
+
+    Returns:
+        How many servers were stopped.
+    """
+    owner_start = process_start_ticks(owner)
+    with _locked():
+        return len(_stop_where(lambda record: _owned_by(record, owner, owner_start)))
+
+
+def reclaim_orphans(
+    logdir: str | os.PathLike[str], *, owner: int
+) -> tuple[list[TensorBoardProcess], list[TensorBoardProcess]]:
+    """Find servers whose owner died: adopt the one serving `logdir`, stop the others.
+
+    Args:
+        logdir: the folder the new owner serves (its orphan is reused).
+        owner: the new owner's pid.
+
+    Returns:
+        `(adopted, stopped)`.
+    """
+    folder = Path(logdir).expanduser().resolve()
+    with _locked():
+        adopted = [
+            i
+            for i in map(_from_record, _load_instances())
+            if i.orphaned() and i.logdir == folder and i.alive()
+        ]
+        for instance in adopted:
+            _set_owner(instance, owner)
+        stopped = _stop_where(lambda record: _from_record(record).orphaned())
+    return adopted, stopped
+
+
+def _stop_where(match: Callable[[dict[str, Any]], bool]) -> list[TensorBoardProcess]:
+    """Stop the recorded servers `match` picks and forget them (the caller holds the lock).
+
+    Returns:
+        Those that were still running.
+    """
+    kept, stopped = [], []
+    for record in _load_instances():
+        if not match(record):
+            kept.append(record)
+            continue
+        instance = _from_record(record)
+        if process_alive(instance.pid, instance.pid_start):
+            stopped.append(instance)
+        _terminate(instance.pid, instance.pid_start, STOP_TIMEOUT_S)
+    _save_instances(kept)
+    return stopped
+
+
+def _owned_by(record: dict[str, Any], owner: int, owner_start: int | None) -> bool:
+    return record.get("owner_pid") == owner and record.get("owner_start") in (owner_start, None)
+
+
+def _set_owner(instance: TensorBoardProcess, owner: int) -> None:
+    """Record `owner` for `instance` (the caller holds the lock)."""
+    instance.owner_pid, instance.owner_start = owner, process_start_ticks(owner)
+    records = [i for i in _load_instances() if i.get("pid") != instance.pid]
+    _save_instances([*records, instance.as_record()])
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _from_record(record: dict[str, Any]) -> TensorBoardProcess:
     log_path = record.get("log_path")
     return TensorBoardProcess(
@@ -187,8 +279,10 @@ def _from_record(record: dict[str, Any]) -> TensorBoardProcess:
         pid=int(record.get("pid", 0)),
         logdir=Path(record.get("logdir", "")),
         host=str(record.get("host", "127.0.0.1")),
-        pid_start=record.get("pid_start") if isinstance(record.get("pid_start"), int) else None,
+        pid_start=_optional_int(record.get("pid_start")),
         log_path=Path(log_path) if log_path else None,
+        owner_pid=_optional_int(record.get("owner_pid")),
+        owner_start=_optional_int(record.get("owner_start")),
     )
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
-from tests.support.app import fresh_app
+import pytest
+
+from tests.support.app import fresh_app, shown, table_with
 from tests.support.factories import write_class_folders
 from ui import state
-from ui.render import SAMPLES_PER_CLASS
+from ui.browse import MESSAGES_SHOWN, PAGE_SIZES, SAMPLES_PER_CLASS
 
 
 def selected_label(app) -> str:
@@ -40,7 +43,7 @@ def test_local_folder_shows_its_classes_and_lists_the_corrupt_file(tmp_path) -> 
     assert not app.exception
     assert metrics(app)["Classes"] == "2"
     assert metrics(app)["Photos"] == "8"
-    problems = next(d.value for d in app.dataframe if "rel_path" in d.value.columns)
+    problems = table_with(app, "rel_path")
     assert list(problems["rel_path"]) == ["cats/broken.jpg"]
     assert problems["reason"][0]
     assert str(root) == selected_label(app)
@@ -77,3 +80,58 @@ def test_flower_photos_already_downloaded_is_used_without_downloading(monkeypatc
     assert not app.exception
     assert "dataset_download" not in [b.key for b in app.button]  # nothing to download
     assert metrics(app)["Classes"] == "2"
+
+
+@pytest.fixture
+def many_classes(tmp_path) -> Path:
+    """30 classes of 3 photos: more than a page, and a warning per class (few photos)."""
+    return write_class_folders(
+        tmp_path / "many", {f"class_{i:02d}": 3 for i in range(30)}, size=(32, 32)
+    )
+
+
+def open_folder(root: Path):
+    app = fresh_app()
+    app.radio(key="dataset_source").set_value("Local folder").run()
+    return app.text_input(key="dataset_local_path").input(str(root)).run()
+
+
+def grid_headings(app) -> list[str]:
+    return [shown(m.value).split("**")[1] for m in app.markdown if m.value.startswith("**")]
+
+
+def test_many_classes_are_shown_a_page_at_a_time_with_a_table_of_all(many_classes) -> None:
+    app = open_folder(many_classes)
+    assert not app.exception
+    size = PAGE_SIZES[0]
+    assert grid_headings(app) == [f"class {i:02d}" for i in range(size)]
+    assert len(app.image) == size
+    assert "Classes 1–12 of 30" in [c.value for c in app.caption]
+    assert len(table_with(app, "folder")) == 30  # every class, in the table
+    assert app.number_input(key="dataset_class_page_12_").max == 3
+    app.number_input(key="dataset_class_page_12_").set_value(3).run()
+    assert grid_headings(app) == [f"class {i:02d}" for i in range(24, 30)]
+    app.selectbox(key="dataset_class_page_size").set_value(24).run()
+    assert len(grid_headings(app)) == 24  # a new page size starts again at page 1
+    assert grid_headings(app)[0] == "class 00"
+
+
+def test_searching_shows_only_matching_classes_and_says_when_none_match(many_classes) -> None:
+    app = open_folder(many_classes)
+    app.text_input(key="dataset_class_query").input("CLASS 2").run()
+    assert grid_headings(app) == [f"class {i:02d}" for i in range(20, 30)]
+    assert any("of 10 matching" in c.value for c in app.caption)
+    app.text_input(key="dataset_class_query").input("class_07").run()  # the folder name matches too
+    assert grid_headings(app) == ["class 07"]
+    app.text_input(key="dataset_class_query").input("zebra").run()
+    assert not app.exception
+    assert "zebra" in shown(app.info[0].value)
+    assert not app.image
+
+
+def test_a_warning_per_class_is_folded_after_the_first_few(many_classes) -> None:
+    app = open_folder(many_classes)
+    assert len(app.warning) == MESSAGES_SHOWN
+    folded = table_with(app, "warning")
+    assert len(folded) == 30 - MESSAGES_SHOWN
+    assert all("only 3 images" in w for w in folded["warning"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.app import open_page, png_bytes, write_colour_model_run, write_run
+from tests.support.app import open_page, png_bytes, shown, write_colour_model_run, write_run
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 
@@ -35,7 +35,7 @@ def test_one_photo_gets_its_label_probability_bars_and_time() -> None:
     assert "**red**" in markdown_text(app)
     assert " ms" in markdown_text(app)
     assert len(app.get("plotly_chart")) == 1
-    assert app.image[0].captions == ["red.png"]
+    assert [shown(c) for c in app.image[0].captions] == ["red.png"]
 
 
 def test_a_non_image_gets_a_message_and_the_other_photos_are_still_predicted() -> None:
@@ -51,7 +51,7 @@ def test_a_non_image_gets_a_message_and_the_other_photos_are_still_predicted() -
     app.run()
     assert not app.exception
     assert len(app.error) == 1
-    assert "notes.txt" in app.error[0].value
+    assert "notes.txt" in shown(app.error[0].value)
     table = app.dataframe[0].value
     assert list(table["photo"]) == ["red.png", "notes.txt", "blue.png"]
     assert list(table["label"].fillna("-")) == ["red", "-", "blue"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.app import home_runs, open_page, trace_names, write_run
+from tests.support.app import home_runs, open_page, shown, trace_names, write_run
 
 
 def test_runs_page_without_runs_says_how_to_make_one(studio_home) -> None:
@@ -38,7 +38,7 @@ def test_delete_asks_for_confirmation_before_removing_the_folder(studio_home) ->
     run = write_run()
     app = open_page("runs")
     app.button(key="runs_delete").click().run()
-    assert run.run_id in app.warning[0].value
+    assert run.run_id in shown(app.warning[0].value)
     assert home_runs(studio_home) == [run.run_id]
     app.button(key="runs_delete_yes").click().run()
     assert not app.exception

@@ -16,7 +16,7 @@ import pytest
 from engine.core.errors import StudioError
 from engine.runs.jobs import JobRegistry
 from engine.train.config import TrainConfig
-from tests.support.app import home_runs, open_page, plotly_titles
+from tests.support.app import home_runs, open_page, plotly_titles, shown
 from tests.support.cli import REPO_ROOT
 from tests.support.waiting import wait_for
 
@@ -83,7 +83,7 @@ def test_finished_job_shows_accuracy_confusion_matrix_and_downloads(registry) ->
     final = {m.label: m.value for m in app.metric}["Final test accuracy"]
     assert final == "66.7%"
     assert "Accuracy" in plotly_titles(app)
-    labels = [b.proto.label for b in app.get("download_button")]
+    labels = [shown(b.proto.label) for b in app.get("download_button")]
     assert sorted(labels) == ["labels.txt", "model.tflite", "saved_model.zip"]
 
 
@@ -107,7 +107,7 @@ def test_second_tab_reattaches_to_the_running_job_instead_of_starting_another(re
     (run_id,) = home_runs(registry.runs_dir.parent)
     other_tab = open_page("train")
     assert not other_tab.exception
-    assert any(run_id in h.value for h in other_tab.subheader)
+    assert any(run_id in shown(h.value) for h in other_tab.subheader)
     assert other_tab.button(key=START).disabled
     assert other_tab.button(key="train_cancel")
     gate.touch()
@@ -127,7 +127,7 @@ def test_live_view_shows_the_step_counter_while_running(registry, gate) -> None:
         what="the step counter",
     )
     texts = [p.proto.text for p in app.get("progress")]
-    assert any(t.startswith("Bottlenecks: 3/6") for t in texts)
+    assert any(shown(t).startswith("Bottlenecks: 3/6") for t in texts)
     gate.touch()
     job.wait(JOB_DEADLINE_S)
 
@@ -149,7 +149,7 @@ def test_backbone_without_weights_disables_start_and_says_where_to_put_them(regi
     app = open_page("train")
     app.selectbox(key="train_architecture").set_value(missing[0].name).run()
     assert not app.exception
-    assert missing[0].weights_hint() in app.warning[0].value
+    assert missing[0].weights_hint() in shown(app.warning[0].value)
     assert app.button(key=START).disabled
 
 
@@ -210,3 +210,37 @@ def test_form_limits_are_the_limits_validate_enforces(registry) -> None:
         for beyond in (_outside(rule.low, -1, kind), _outside(rule.high, 1, kind)):
             with pytest.raises(StudioError, match=f"--{field}="):
                 TrainConfig(**{field: beyond, **others}).validate()
+
+
+def test_heal_warnings_show_in_the_live_view_and_then_in_the_report(registry, gate, monkeypatch) -> None:
+    from tests.support.fake_trainer import HEAL_WARNINGS
+
+    monkeypatch.setenv("FAKE_TRAINER_HEAL", "1")
+    app = start(open_page("train"), steps=3)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    run = registry.get(run_id).run_dir
+    wait_for(lambda: any(e["event"] == "step" for e in run.read_events(0)[0]), what="the first step")
+    app.run()
+    assert not app.exception
+    assert [shown(w.value) for w in app.warning] == list(HEAL_WARNINGS)
+    gate.touch()
+    assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
+    app.run()
+    assert not app.exception
+    assert "Final test accuracy" in [m.label for m in app.metric]
+    assert [shown(w.value) for w in app.warning] == list(HEAL_WARNINGS)  # once each, in the report
+
+
+def test_a_finished_run_folder_with_heal_warnings_shows_each_once_escaped() -> None:
+    from tests.support.app import write_run
+
+    run = write_run(state="done")
+    same = "the scan cache was damaged; moved aside and rebuilt"
+    hostile = "status.json of ![x](https:example.invalid) was unreadable; rebuilt"
+    run.update_status(warnings=[same, {"message": hostile}, 42])
+    run.append_event({"event": "warning", "time": 1.0, "message": same})
+    run.append_event({"event": "warning", "time": 2.0, "detail": "events.jsonl: partial line dropped"})
+    app = open_page("train")
+    assert not app.exception
+    assert [shown(w.value) for w in app.warning] == [same, hostile, "events.jsonl: partial line dropped"]
+    assert not any("![x](" in w.value for w in app.warning)

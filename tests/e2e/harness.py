@@ -126,6 +126,8 @@ def start_server(
     *,
     env: dict[str, str] | None = None,
     wait_healthy: bool = True,
+    options: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> StreamlitServer:
     """Start the dashboard with its own studio home on a free port.
 
@@ -133,6 +135,10 @@ def start_server(
         home: RETRAIN_STUDIO_HOME for the server (created if missing).
         env: extra environment variables. Defaults to None.
         wait_healthy: poll `/_stcore/health` before returning. Defaults to True.
+        options: more `streamlit run` options, e.g. `("--server.address", "0.0.0.0")`.
+            Defaults to ().
+        cwd: the checkout to run (its streamlit_app.py and .streamlit/). Defaults
+            to this repository.
 
     Returns:
         The running server.
@@ -165,10 +171,11 @@ def start_server(
         "none",
         "--browser.gatherUsageStats",
         "false",
+        *options,
     ]
     process = subprocess.Popen(
         command,
-        cwd=REPO_ROOT,
+        cwd=cwd or REPO_ROOT,
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -15,7 +15,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from tests.e2e.harness import http_get, open_app, screenshot, wait_for_idle, wait_until
-from ui.render import SAMPLES_PER_CLASS
+from ui.browse import SAMPLES_PER_CLASS
 
 pytestmark = pytest.mark.e2e
 

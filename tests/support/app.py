@@ -7,6 +7,7 @@ uses, so pages read them exactly as they read a real training's output.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,29 @@ def write_scalar_events(folder: Path, tag: str, values: list[float]) -> Path:
         writer.add_event(event_pb2.Event(wall_time=float(step), step=step, summary=summary))
     writer.close()
     return folder
+
+
+def table_with(app: AppTest, column: str) -> Any:
+    """The first dataframe on the page that has `column` (AppTest keeps no dataframe keys)."""
+    for table in app.dataframe:
+        if column in table.value.columns:
+            return table.value
+    raise AssertionError(f"no table with a {column!r} column among {len(app.dataframe)}")
+
+
+_ESCAPED_PUNCTUATION = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def shown(markdown: str) -> str:
+    """The text a browser shows for Markdown escaped by `ui.safe.md` (escapes and hard breaks undone)."""
+    return _ESCAPED_PUNCTUATION.sub(r"\1", markdown.replace("  \n", "\n"))
+
+
+SIGN_IN = "FormSubmitter:sign_in-Sign in"
+
+
+def sign_in(app: AppTest, password: str) -> AppTest:
+    """Type `password` into an exposed app's sign-in form, press Sign in, and run."""
+    app.text_input(key="access_password").input(password)
+    app.button(key=SIGN_IN).click()
+    return app.run()

@@ -7,7 +7,9 @@ the same `engine.core.rundir.RunDir` API, in a blink: config, status, step
 events, a report, labels and export files, so the pages can be driven without
 TensorFlow. When `FAKE_TRAINER_GATE` names a file, it stays running after its
 first step until that file exists or a cancel is requested (how tests see a
-job mid-run).
+job mid-run). With `FAKE_TRAINER_HEAL` set it also reports the two heal
+warnings a trainer records when it rebuilds a damaged file: one in
+status.json's `warnings`, one as a `warning` event (HEAL_WARNINGS).
 
 The registry starts it in the run folder with no PYTHONPATH of its own: the
 engine is an installed package.
@@ -25,6 +27,10 @@ from engine.core.rundir import RunDir
 from engine.train.evaluation import evaluate
 
 LABELS = ["daisy", "roses"]
+HEAL_WARNINGS = (
+    "the bottleneck cache bottlenecks_lite0.sqlite was damaged; moved aside and rebuilt",
+    "events.jsonl ended in a partial line; the line was dropped",
+)
 GATE_DEADLINE_S = 120.0
 
 
@@ -58,6 +64,9 @@ def main() -> int:
         }
     )
     run.write_status("running", pid=os.getpid())
+    if os.environ.get("FAKE_TRAINER_HEAL"):
+        run.update_status(warnings=[HEAL_WARNINGS[0]])
+        run.append_event({"event": "warning", "time": time.time(), "message": HEAL_WARNINGS[1]})
     run.append_event({"event": "phase", "time": time.time(), "phase": "bottlenecks"})
     run.append_event(
         {

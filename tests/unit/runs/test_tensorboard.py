@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -14,7 +17,13 @@ from engine.core.errors import StudioError
 from engine.core.paths import home_dir
 from engine.core.procs import process_alive
 from engine.runs import tensorboard
-from engine.runs.tensorboard import running_tensorboards, start_tensorboard, stop_tensorboard
+from engine.runs.tensorboard import (
+    reclaim_orphans,
+    running_tensorboards,
+    start_tensorboard,
+    stop_owned_tensorboards,
+    stop_tensorboard,
+)
 from tests.support.event_logs import write_tf2_logs
 
 
@@ -110,3 +119,56 @@ def test_a_port_taken_after_the_check_is_retried_on_another(
 def test_start_refuses_invalid_ports(tmp_path: Path, port: object) -> None:
     with pytest.raises(ValueError, match="port must be"):
         start_tensorboard(tmp_path, port=port)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def short_lived_owner() -> subprocess.Popen:
+    """A process to own a server, killed by the test to leave an orphan (as a SIGKILLed app would)."""
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield owner
+    owner.kill()
+    owner.wait()
+
+
+def test_an_owner_stops_only_the_servers_it_owns(board_logdir: Path, tmp_path: Path) -> None:
+    other_logdir = shutil.copytree(board_logdir, tmp_path / "other")
+    owned = start_tensorboard(board_logdir, owner=os.getpid())
+    free = start_tensorboard(other_logdir)  # the CLI's kind: no owner
+    try:
+        assert (owned.owner_pid, free.owner_pid) == (os.getpid(), None)
+        assert stop_owned_tensorboards(os.getpid()) == 1
+        assert not process_alive(owned.pid, owned.pid_start)
+        assert free.alive()
+        assert [p.pid for p in running_tensorboards()] == [free.pid]
+        assert stop_owned_tensorboards(os.getpid()) == 0
+    finally:
+        stop_tensorboard(other_logdir)
+
+
+def test_a_server_whose_owner_died_is_adopted_for_its_logdir_and_stopped_for_another(
+    board_logdir: Path, tmp_path: Path, short_lived_owner: subprocess.Popen
+) -> None:
+    other_logdir = shutil.copytree(board_logdir, tmp_path / "other")
+    ours = start_tensorboard(board_logdir, owner=short_lived_owner.pid)
+    theirs = start_tensorboard(other_logdir, owner=short_lived_owner.pid)
+    short_lived_owner.kill()
+    short_lived_owner.wait()  # the app that started them is gone without cleaning up
+    assert ours.orphaned() and theirs.orphaned()
+    adopted, stopped = reclaim_orphans(board_logdir, owner=os.getpid())
+    assert [b.pid for b in adopted] == [ours.pid]
+    assert [b.pid for b in stopped] == [theirs.pid]
+    assert not process_alive(theirs.pid, theirs.pid_start)
+    (kept,) = running_tensorboards()
+    assert (kept.pid, kept.owner_pid) == (ours.pid, os.getpid()) and kept.alive()
+    again = start_tensorboard(board_logdir, owner=os.getpid())
+    assert (again.pid, again.reused) == (ours.pid, True)  # reused, not started twice
+    assert reclaim_orphans(board_logdir, owner=os.getpid()) == ([], [])
+
+
+def test_a_reused_server_with_a_live_owner_or_none_keeps_it(
+    board_logdir: Path, short_lived_owner: subprocess.Popen
+) -> None:
+    board = start_tensorboard(board_logdir, owner=short_lived_owner.pid)
+    reused = start_tensorboard(board_logdir, owner=os.getpid())
+    assert reused.reused and reused.owner_pid == short_lived_owner.pid
+    assert stop_owned_tensorboards(os.getpid()) == 0 and board.alive()
