@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.core import fsutil
+from engine.core import fsutil, heal
 from engine.core.errors import StudioError
 from engine.core.paths import engine_version
 from engine.core.progress import ProgressCallback
@@ -43,7 +43,15 @@ from engine.train import bottlenecks
 from engine.train.cache import BottleneckCache
 from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate, format_report
-from engine.train.events import CancelFlag, Echo, EventCallback, EventSink, RunCancelled, log_failure
+from engine.train.events import (
+    CancelFlag,
+    Echo,
+    EventCallback,
+    EventSink,
+    RunCancelled,
+    log_failure,
+    stdout_is,
+)
 from engine.train.head import Head, assemble_model
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
 from engine.train.summaries import Summaries
@@ -219,6 +227,12 @@ class _Training:
         self.echo(format_report(report)[-1])
         return report
 
+    def on_damage(self, damage: heal.Damage) -> None:
+        """A cache this run read was damaged and healed: say so in the run folder (and the terminal)."""
+        self.run.record_warning(damage.message, **damage.as_dict())
+        if not stdout_is(self.run.log_path):  # a job's stdout is train.log: written there already
+            self.echo(f"warning: {damage.message}")
+
     def _on_step(self, event: dict[str, Any]) -> None:
         self.step = int(event["step"])
         if "validation_accuracy" in event:
@@ -309,6 +323,10 @@ class _Training:
                 "seconds": round(result.seconds, 3),
             }
         )
+        if result.damaged:
+            self.run.record_warning(
+                f"{result.damaged} bottleneck cache entries failed their checksum and were recomputed"
+            )
         kept = set(result.kept)
         row_of = {index: row for row, index in enumerate(result.kept)}
         features: dict[str, np.ndarray] = {}
@@ -370,7 +388,7 @@ def retrain(
     """
     training = _Training(config, run, on_event, progress, echo)
     try:
-        with training.cancel.sigterm():
+        with training.cancel.sigterm(), heal.listening(training.on_damage):
             return training.run_all()
     except BaseException as exc:
         error = str(exc) or type(exc).__name__
