@@ -18,7 +18,7 @@ from engine.core.rundir import RunDir
 from engine.models.networks import build_feature_extractor
 from engine.train.config import TrainConfig
 from engine.train.retrain import retrain
-from tests.support.tiny_model import ARCH, SIZE, TinyRun
+from tests.support.tiny_model import ARCH, SIZE, TinyRun, step_metrics
 
 STEP_FIELDS = {
     "step",
@@ -33,11 +33,6 @@ STEP_FIELDS = {
 
 def read_events(run: RunDir) -> list[dict[str, Any]]:
     return [json.loads(line) for line in run.events_path.read_text().splitlines()]
-
-
-def step_metrics(run: RunDir) -> list[tuple]:
-    keys = ("train_accuracy", "cross_entropy", "validation_accuracy")
-    return [tuple(e.get(k) for k in keys) for e in read_events(run) if e["event"] == "step"]
 
 
 # ---------------------------------------------------------------- a finished run
