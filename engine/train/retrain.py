@@ -16,6 +16,7 @@ backbone blocks trains the backbone and head together on images.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import platform
 import shutil
@@ -220,6 +221,10 @@ class _Training:
             {"event": "result", "test_accuracy": report["accuracy"], "test_count": report["count"]}
         )
 
+        # The export converts and re-scores from model.keras: let the training's features,
+        # graphs and models go first, so its peak memory does not stack on theirs.
+        del model, loop, data, extractor, head, runtime
+        gc.collect()
         report = self._export(config, dataset, report)
         self._copies(config)
         self.sink.phase("done")

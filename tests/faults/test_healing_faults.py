@@ -51,13 +51,20 @@ def test_a_run_meeting_every_damaged_file_heals_and_matches_the_clean_run(
     assert status["state"] == "done"
     assert status["bottlenecks"]["computed"] == 24  # the healed cache started empty
     warnings = status["warnings"]
-    for what in ("the run's status file", "the run's events file", "the scan cache", "the bottleneck cache"):
+    for what in (
+        "the run's status file",
+        "the run's events file",
+        "the scan cache",
+        "the bottleneck cache",
+    ):
         assert sum(w.startswith(what) for w in warnings) == 1, (what, warnings)
     events = [e for e in run.read_events()[0] if e["event"] == "warning"]
     assert sorted(e["message"] for e in events) == sorted(warnings)
     log = run.log_path.read_text()
     assert all(f"warning: {w}" in log for w in warnings)
-    assert sum(line.startswith("warning: ") for line in lines) == 2  # the caches; run files: in the folder
+    assert (
+        sum(line.startswith("warning: ") for line in lines) == 2
+    )  # the caches; run files: in the folder
     for folder, name in (
         (run.path, "status.json"),
         (run.path, "events.jsonl"),

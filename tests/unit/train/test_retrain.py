@@ -135,12 +135,7 @@ def test_saved_model_takes_uint8_and_scores_like_the_report(tiny_run: TinyRun) -
 
 @pytest.mark.slow
 def test_tensorboard_has_scalars_histograms_images_graph_and_hparams(tiny_run: TinyRun) -> None:
-    from tensorboard.backend.event_processing import event_accumulator as ea
-
-    def tags(folder: Path) -> set[str]:
-        acc = ea.EventAccumulator(str(folder), size_guidance={ea.TENSORS: 0})
-        acc.Reload()
-        return set(acc.Tags()["tensors"])
+    from tests.support.event_logs import tensor_tags as tags
 
     tb = tiny_run.run.tb_dir
     assert {
