@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from engine.core import fsutil, heal
-from engine.core.errors import StudioError
+from engine.core.errors import StudioError, disk_full_error
 from engine.core.paths import engine_version
 from engine.core.progress import ProgressCallback
 from engine.core.rundir import RunDir
@@ -388,7 +388,7 @@ def retrain(
         The report (as in report.json), or `{"cancelled": True, "step": N}`.
 
     Raises:
-        StudioError: for bad settings or data (status `failed` with the message).
+        StudioError: for bad settings or data, or a full disk (status `failed` with the message).
         Exception: anything else, after status `failed` and the traceback in train.log.
     """
     training = _Training(config, run, on_event, progress, echo)
@@ -396,11 +396,14 @@ def retrain(
         with training.cancel.sigterm(), heal.listening(training.on_damage):
             return training.run_all()
     except BaseException as exc:
-        error = str(exc) or type(exc).__name__
-        if not isinstance(exc, StudioError):
+        full = disk_full_error(exc)
+        error = str(full or exc) or type(exc).__name__
+        if not isinstance(exc, StudioError) and full is None:
             error = f"{type(exc).__name__}: {error}"
         log_failure(run, exc)
         with contextlib.suppress(Exception):
             run.write_status("failed", error=error, step=training.step)
             training.sink.phase("failed", error=error)
+        if full is not None:
+            raise full from exc
         raise

@@ -167,3 +167,24 @@ def test_the_first_event_after_a_torn_line_heals_the_events_file(tmp_path: Path)
     [aside] = _aside(run.path, "events.jsonl")
     assert aside.read_bytes().endswith(b'"st')
     assert all(json.loads(line) for line in run.events_path.read_bytes().splitlines())
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+def test_a_full_disk_error_is_recognised_even_when_wrapped() -> None:
+    import errno
+
+    from engine.core.errors import disk_full_error
+
+    full = OSError(errno.EFBIG, "File too large", "/runs/x/model.keras")
+    try:
+        try:
+            raise full
+        except OSError as inner:
+            raise RuntimeError("saving the model failed") from inner
+    except RuntimeError as wrapped:
+        error = disk_full_error(wrapped)
+    assert error is not None and "/runs/x/model.keras" in str(error) and "disk is full" in str(error)
+    assert disk_full_error(OSError(errno.ENOENT, "No such file")) is None
+    assert disk_full_error(ValueError("x")) is None
