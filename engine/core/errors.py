@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import shutil
 
 
@@ -60,8 +59,13 @@ def require_room(folder: str | os.PathLike[str], needed: int, *, what: str) -> N
     Raises:
         StudioError: the free space, or this process's file size limit, is below `needed`.
     """
-    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if limit != resource.RLIM_INFINITY and limit < needed:
+    try:
+        import resource  # POSIX only
+
+        limit, unlimited = resource.getrlimit(resource.RLIMIT_FSIZE)[0], resource.RLIM_INFINITY
+    except ImportError:  # pragma: no cover
+        limit = unlimited = -1
+    if limit != unlimited and limit < needed:
         raise _full(f" for {what}", f"files may not exceed {limit} bytes, it needs about {needed}")
     try:
         free = shutil.disk_usage(folder).free

@@ -188,3 +188,29 @@ def test_a_full_disk_error_is_recognised_even_when_wrapped() -> None:
     assert error is not None and "/runs/x/model.keras" in str(error) and "disk is full" in str(error)
     assert disk_full_error(OSError(errno.ENOENT, "No such file")) is None
     assert disk_full_error(ValueError("x")) is None
+
+
+def test_a_line_that_does_not_fit_is_taken_back(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.cli import REPO_ROOT
+
+    path = tmp_path / "events.jsonl"
+    append_line(path, {"event": "a"})
+    before = path.read_bytes()
+    code = (
+        "import resource, sys\n"
+        "from engine.core.jsonlines import append_line\n"
+        "limit = len(open(sys.argv[1], 'rb').read()) + 10\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+        "try:\n"
+        "    append_line(sys.argv[1], {'event': 'b', 'padding': 'x' * 100})\n"
+        "except OSError as exc:\n"
+        "    print('errno', exc.errno)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.stdout.strip() == "errno 27", proc.stderr  # EFBIG after a partial write
+    assert path.read_bytes() == before
