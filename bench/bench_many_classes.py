@@ -92,8 +92,10 @@ def main() -> None:
     try:
         started = time.perf_counter()
         count = write_dataset(work / "data", args.classes, args.per_class, args.side)
-        print(f"dataset: {args.classes} classes x {args.per_class} = {count} JPEGs of {args.side} px, "
-              f"written in {time.perf_counter() - started:.1f} s")
+        print(
+            f"dataset: {args.classes} classes x {args.per_class} = {count} JPEGs of {args.side} px, "
+            f"written in {time.perf_counter() - started:.1f} s"
+        )
         env = dict(os.environ, RETRAIN_STUDIO_HOME=str(work / "home"), TF_CPP_MIN_LOG_LEVEL="2")
         if "RETRAIN_STUDIO_CACHE" in os.environ:  # reuse converted backbones, not bottlenecks
             env["RETRAIN_STUDIO_CACHE"] = os.environ["RETRAIN_STUDIO_CACHE"]

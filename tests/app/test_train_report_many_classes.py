@@ -36,5 +36,9 @@ def test_the_report_draws_the_matrix_or_lists_the_top_confusions(classes: int) -
     assert not charts
     [table] = app.dataframe
     assert len(table.value) == 25
-    assert list(table.value.iloc[0][["true_label", "predicted_label", "count"]]) == ["class 0", "class 1", 1]
+    assert list(table.value.iloc[0][["true_label", "predicted_label", "count"]]) == [
+        "class 0",
+        "class 1",
+        1,
+    ]
     assert f"{classes} classes are too many to draw" in app.markdown[0].value

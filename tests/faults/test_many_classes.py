@@ -24,7 +24,9 @@ CLASSES = 600
 
 @pytest.mark.slow
 def test_six_hundred_classes_train_to_a_report_without_drawing_the_matrix(tmp_path: Path) -> None:
-    data = write_class_folders(tmp_path / "data", {f"c{i:03d}": 4 for i in range(CLASSES)}, size=(32, 32))
+    data = write_class_folders(
+        tmp_path / "data", {f"c{i:03d}": 4 for i in range(CLASSES)}, size=(32, 32)
+    )
     run = RunDir.create(tmp_path / "runs", backbone="mobilenet_0.25_128")
     config = TrainConfig(
         image_dir=str(data),

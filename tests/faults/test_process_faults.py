@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -70,11 +69,11 @@ def jobs(tmp_path: Path):
 def test_sigkill_in_each_phase_fails_the_run_keeps_its_logs_and_the_rerun_ends_as_the_clean_run(
     tiny_run: TinyRun, jobs: JobRegistry, tmp_path: Path
 ) -> None:
-    rng = random.Random(SEED)
+    kill_at_step = random.Random(SEED).randint(1, STEPS)
     config = tiny_config(tiny_run.data_dir, tmp_path / "bottlenecks")  # a cold cache
     moments = {
         "bottlenecks": lambda run: _in_phase(run, "bottlenecks"),
-        "train": lambda run, step=rng.randint(1, STEPS): _at_step(run, step),
+        "train": lambda run: _at_step(run, kill_at_step),
         "export": lambda run: _in_phase(run, "export"),
     }
     for phase, reached in moments.items():
@@ -83,7 +82,9 @@ def test_sigkill_in_each_phase_fails_the_run_keeps_its_logs_and_the_rerun_ends_a
             for registry in (jobs, JobRegistry(runs_dir=jobs.runs_dir)):
                 with pytest.raises(StudioError, match=job.run_id):
                     registry.start(config)
-        wait_for(lambda job=job, reached=reached: reached(job.run_dir), timeout=JOB_DEADLINE_S, what=phase)
+        wait_for(
+            lambda job=job, reached=reached: reached(job.run_dir), timeout=JOB_DEADLINE_S, what=phase
+        )
         _kill(job)
         # A registry that never knew the job finds it dead and marks it failed, logs kept.
         assert JobRegistry(runs_dir=jobs.runs_dir).active() is None
@@ -100,23 +101,26 @@ def test_sigkill_in_each_phase_fails_the_run_keeps_its_logs_and_the_rerun_ends_a
     assert not list((tmp_path / "bottlenecks").glob(f"*{heal.DAMAGED_MARK}*"))
 
 
-def _limit_file_size(limit: int):
-    def preexec() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+# `python -m engine ARGS` with a file size limit set first (a full disk, for this process only).
+_LIMITED_ENGINE = (
+    "import resource, runpy, sys\n"
+    "limit = int(sys.argv.pop(1))\n"
+    "if limit:\n"
+    "    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+    "sys.argv[0] = 'engine'\n"
+    "runpy.run_module('engine', run_name='__main__', alter_sys=True)\n"
+)
 
-    return preexec
 
-
-def _retrain_child(args: list[str], *, limit: int | None = None, home: Path) -> subprocess.Popen:
+def _retrain_child(args: list[str], *, limit: int = 0, home: Path) -> subprocess.Popen:
     env = dict(os.environ, RETRAIN_STUDIO_HOME=str(home))
     return subprocess.Popen(
-        [sys.executable, "-m", "engine", "retrain", *args],
+        [sys.executable, "-c", _LIMITED_ENGINE, str(limit), "retrain", *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_limit_file_size(limit) if limit else None,
     )
 
 
@@ -139,8 +143,10 @@ def test_a_full_disk_is_a_clear_error_leaving_no_half_file_and_earlier_models_in
     bottlenecks = shutil.copytree(tiny_run.bottleneck_dir, tmp_path / "bottlenecks")
     earlier = {p: p.read_bytes() for p in (tiny_run.run.model_path, tiny_run.run.tflite_path)}
     # Room for the caches, the logs and the events, not for the 14 MB model.
-    child = _retrain_child(_flags(tiny_run, bottlenecks, tmp_path / "runs"), limit=4 << 20, home=tmp_path)
-    out, err = child.communicate(timeout=JOB_DEADLINE_S)
+    child = _retrain_child(
+        _flags(tiny_run, bottlenecks, tmp_path / "runs"), limit=4 << 20, home=tmp_path
+    )
+    _out, err = child.communicate(timeout=JOB_DEADLINE_S)
     assert child.returncode == 2, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: the disk is full or a file size limit was reached"), last
@@ -160,7 +166,9 @@ def test_a_full_disk_is_a_clear_error_leaving_no_half_file_and_earlier_models_in
 
 
 @pytest.mark.slow
-def test_a_full_disk_during_an_export_keeps_the_previous_model(tiny_run: TinyRun, tmp_path: Path) -> None:
+def test_a_full_disk_during_an_export_keeps_the_previous_model(
+    tiny_run: TinyRun, tmp_path: Path
+) -> None:
     copy = RunDir(shutil.copytree(tiny_run.run.path, tmp_path / tiny_run.run.run_id))
     previous = copy.tflite_path.read_bytes()
     code = (
@@ -183,8 +191,10 @@ def test_a_full_disk_during_an_export_keeps_the_previous_model(tiny_run: TinyRun
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1].startswith(
-        "error: the disk is full or a file size limit was reached for converting to TFLite"
+    assert (
+        proc.stdout.strip()
+        .splitlines()[-1]
+        .startswith("error: the disk is full or a file size limit was reached for converting to TFLite")
     )
     assert copy.tflite_path.read_bytes() == previous
     assert sorted(p.name for p in copy.export_dir.iterdir()) == sorted(

@@ -210,7 +210,11 @@ def test_a_line_that_does_not_fit_is_taken_back(tmp_path: Path) -> None:
         "    print('errno', exc.errno)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(path)], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code, str(path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.stdout.strip() == "errno 27", proc.stderr  # EFBIG after a partial write
     assert path.read_bytes() == before
