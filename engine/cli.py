@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.core.errors import StudioError
+from engine.core.errors import StudioError, disk_full_error
 
 # Order here is the order of `--help`.
 COMMAND_MODULES = (
@@ -72,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        full = disk_full_error(exc)
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
+        return full.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ import streamlit as st
 
 from engine.core.progress import format_duration
 from engine.core.rundir import RunDir
+from engine.train.evaluation import CONFUSION_IMAGE_MAX_CLASSES, top_confusions
 from ui import cached
 from ui.errors import public_text
 from ui.figures import confusion_figure, scored_models_frame, time_left
@@ -108,9 +109,7 @@ def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
     per_class = pd.DataFrame(report["per_class"], columns=PER_CLASS_COLUMNS)
     left.dataframe(per_class, hide_index=True, key="train_per_class")
     with right:
-        render_chart(
-            confusion_figure(report["labels"], report["confusion_matrix"]), key="train_confusion"
-        )
+        render_confusions(report)
     misses = report.get("misclassified", [])
     st.markdown(f"**Misclassified test photos** ({len(misses)})")
     gallery = []
@@ -137,6 +136,27 @@ def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
             },
         )
     render_downloads(run)
+
+
+def render_confusions(report: dict[str, Any]) -> None:
+    """The confusion matrix, or past `CONFUSION_IMAGE_MAX_CLASSES` classes its top confusions.
+
+    Args:
+        report: the run's report.json.
+    """
+    labels, matrix = report["labels"], report["confusion_matrix"]
+    if len(labels) <= CONFUSION_IMAGE_MAX_CLASSES:
+        render_chart(confusion_figure(labels, matrix), key="train_confusion")
+        return
+    st.markdown(f"**Most frequent confusions** ({len(labels)} classes are too many to draw)")
+    rows = report.get("top_confusions") or top_confusions(labels, matrix)
+    st.dataframe(
+        pd.DataFrame(rows, columns=["true_label", "predicted_label", "count", "share"]),
+        hide_index=True,
+        key="train_top_confusions",
+        column_config={"share": st.column_config.NumberColumn("share of true class", format="percent")},
+    )
+    st.caption("report.json keeps the whole confusion matrix.")
 
 
 def render_runtime(config: dict[str, Any]) -> None:

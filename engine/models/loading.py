@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from engine.core import fsutil, paths
-from engine.core.errors import StudioError
+from engine.core.errors import StudioError, require_room
 from engine.models.networks import build_feature_extractor, build_imagenet_classifier
 from engine.models.registry import Backbone, check_weights_choice, get_backbone
 from engine.models.runtime import (
@@ -51,6 +52,9 @@ def convert_to_tflite(model: Any) -> bytes:
     """
     import tensorflow as tf
 
+    # The converter first writes the model as a SavedModel under the temporary folder; if
+    # that fails (a full disk) it falls back to a path that dies with a TypeError on Keras 3.
+    require_room(tempfile.gettempdir(), 2 * 4 * model.count_params(), what="converting to TFLite")
     # The converter prints its whole trace (one line per captured variable) to stdout,
     # which is where CLI results go.
     with contextlib.redirect_stdout(io.StringIO()):

@@ -2,8 +2,13 @@
 
 `evaluate` turns true labels and predicted probabilities into the report a user
 reads after training: accuracy, per-class precision / recall / F1, the
-confusion matrix, and every misclassified file with its confidence. Plain
-numpy, so it needs no TensorFlow and is easy to test.
+confusion matrix, the most frequent confusions, and every misclassified file
+with its confidence. Plain numpy, so it needs no TensorFlow and is easy to test.
+
+A confusion matrix is drawn (TensorBoard, the Train page) only up to
+`CONFUSION_IMAGE_MAX_CLASSES` classes: at 1,000 classes the image would be
+48,000 pixels a side. Above that the top confusions are shown instead; the
+report always keeps the whole matrix.
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+# Above this many classes the confusion matrix is listed as its top confusions, not drawn.
+CONFUSION_IMAGE_MAX_CLASSES = 40
+TOP_CONFUSIONS = 25
 
 
 def evaluate(
@@ -33,8 +42,9 @@ def evaluate(
     Returns:
         A JSON-ready dict: `accuracy`, `count`, `labels`, `per_class` (a list
         of `{label, precision, recall, f1, support}`), `confusion_matrix` (rows
-        = true class, columns = predicted), `misclassified` (a list of `{path,
-        true_label, predicted_label, confidence}`, most confident first).
+        = true class, columns = predicted), `top_confusions` (see
+        `top_confusions`), `misclassified` (a list of `{path, true_label,
+        predicted_label, confidence}`, most confident first).
 
     Raises:
         ValueError: when the shapes disagree or an index is out of range.
@@ -94,8 +104,45 @@ def evaluate(
         "labels": labels,
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
+        "top_confusions": top_confusions(labels, matrix),
         "misclassified": misclassified,
     }
+
+
+def top_confusions(
+    labels: Sequence[str], matrix: np.ndarray | Sequence[Sequence[int]], limit: int = TOP_CONFUSIONS
+) -> list[dict[str, Any]]:
+    """The most frequent mistakes: (true class, predicted class) pairs off the diagonal.
+
+    Args:
+        labels: class names in output order.
+        matrix: the confusion matrix, rows = true class.
+        limit: how many pairs at most. Defaults to 25.
+
+    Returns:
+        `{true_label, predicted_label, count, share}` dicts, most frequent
+        first (ties in class order); `share` is the part of the true class's
+        test photos taken for the predicted one. Pairs that never happened are
+        left out.
+    """
+    counts = np.array(matrix, dtype=np.int64)
+    support = counts.sum(axis=1)
+    np.fill_diagonal(counts, 0)
+    cells = np.flatnonzero(counts)
+    cells = cells[np.argsort(-counts.flat[cells], kind="stable")][:limit]
+    rows = []
+    for cell in cells:
+        true, predicted = divmod(int(cell), counts.shape[1])
+        count = int(counts[true, predicted])
+        rows.append(
+            {
+                "true_label": labels[true],
+                "predicted_label": labels[predicted],
+                "count": count,
+                "share": round(count / support[true], 6),
+            }
+        )
+    return rows
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, class_count: int) -> np.ndarray:

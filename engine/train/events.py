@@ -10,7 +10,9 @@ stdout lines, or drops them.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -116,6 +118,16 @@ class CancelFlag:
             yield
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def stdout_is(path: os.PathLike[str] | str) -> bool:
+    """Whether this process's stdout is the file `path` (a job's stdout is its run's train.log)."""
+    try:
+        ours = os.fstat(sys.stdout.fileno())
+        theirs = os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured, closed), no file
+        return False
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def log_failure(run: RunDir, exc: BaseException) -> None:

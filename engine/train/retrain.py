@@ -16,6 +16,7 @@ backbone blocks trains the backbone and head together on images.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import platform
 import re
@@ -28,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.core import fsutil, outputs, paths
-from engine.core.errors import StudioError
+from engine.core import fsutil, heal, outputs, paths
+from engine.core.errors import StudioError, disk_full_error
 from engine.core.paths import engine_version
 from engine.core.progress import ProgressCallback
 from engine.core.rundir import RunDir
@@ -45,7 +46,15 @@ from engine.train import bottlenecks
 from engine.train.cache import BottleneckCache
 from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate, format_report
-from engine.train.events import CancelFlag, Echo, EventCallback, EventSink, RunCancelled, log_failure
+from engine.train.events import (
+    CancelFlag,
+    Echo,
+    EventCallback,
+    EventSink,
+    RunCancelled,
+    log_failure,
+    stdout_is,
+)
 from engine.train.head import OUTPUT_NAME, Head, assemble_model
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
 from engine.train.summaries import Summaries
@@ -219,6 +228,11 @@ class _Training:
             {"event": "result", "test_accuracy": report["accuracy"], "test_count": report["count"]}
         )
 
+        # The export converts and re-scores from model.keras: let the training's features,
+        # graphs and models go first, so its peak memory does not stack on theirs.
+        self._snapshot = None
+        del loop, data, extractor, head, runtime
+        gc.collect()
         report = self._export(config, dataset, report)
         self._copies(config)
         self.sink.phase("done")
@@ -241,6 +255,12 @@ class _Training:
         with writing as tmp:
             model.save(tmp)
             embed_in_keras(tmp, info)
+
+    def on_damage(self, damage: heal.Damage) -> None:
+        """A cache this run read was damaged and healed: say so in the run folder (and the terminal)."""
+        self.run.record_warning(damage.message, **damage.as_dict())
+        if not stdout_is(self.run.log_path):  # a job's stdout is train.log: written there already
+            self.echo(f"warning: {damage.message}")
 
     def _on_step(self, event: dict[str, Any]) -> None:
         self.step = int(event["step"])
@@ -338,6 +358,10 @@ class _Training:
                 "seconds": round(result.seconds, 3),
             }
         )
+        if result.damaged:
+            self.run.record_warning(
+                f"{result.damaged} bottleneck cache entries failed their checksum and were recomputed"
+            )
         kept = set(result.kept)
         row_of = {index: row for row, index in enumerate(result.kept)}
         features: dict[str, np.ndarray] = {}
@@ -451,19 +475,22 @@ def retrain(
         The report (as in report.json), or `{"cancelled": True, "step": N}`.
 
     Raises:
-        StudioError: for bad settings or data (status `failed` with the message).
+        StudioError: for bad settings or data, or a full disk (status `failed` with the message).
         Exception: anything else, after status `failed` and the traceback in train.log.
     """
     training = _Training(config, run, on_event, progress, echo)
     try:
-        with training.cancel.sigterm():
+        with training.cancel.sigterm(), heal.listening(training.on_damage):
             return training.run_all()
     except BaseException as exc:
-        error = str(exc) or type(exc).__name__
-        if not isinstance(exc, StudioError):
+        full = disk_full_error(exc)
+        error = str(full or exc) or type(exc).__name__
+        if not isinstance(exc, StudioError) and full is None:
             error = f"{type(exc).__name__}: {error}"
         log_failure(run, exc)
         with contextlib.suppress(Exception):
             run.write_status("failed", error=error, step=training.step)
             training.sink.phase("failed", error=error)
+        if full is not None:
+            raise full from exc
         raise

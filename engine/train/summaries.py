@@ -1,9 +1,11 @@
 """TensorBoard logs of a run: scalars, histograms, sample images, the graph, hparams.
 
 `tb/train` gets the step scalars (written inside the step functions), the
-head's weight histograms and a grid of sample inputs; `tb/validation` the
-validation scalars and the test confusion matrix; `tb/` the hparams and the
-final test accuracy.
+head's weight histograms and a grid of sample inputs (of the first
+`SAMPLE_CLASSES_IN_GRID` classes); `tb/validation` the validation scalars and
+the test confusion matrix (as text, its top confusions, above
+`CONFUSION_IMAGE_MAX_CLASSES` classes); `tb/` the hparams and the final test
+accuracy.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import numpy as np
 from engine.core.errors import ImageError
 from engine.models.registry import Backbone
 from engine.train.config import PATH_FIELDS, TrainConfig
+from engine.train.evaluation import CONFUSION_IMAGE_MAX_CLASSES
 from engine.train.head import Head
 
 SAMPLES_PER_CLASS_IN_GRID = 4
+# Rows of the sample grid: 1,000 classes at 224 px would make a 224,000-pixel-high image.
+SAMPLE_CLASSES_IN_GRID = 12
 
 
 class Summaries:
@@ -39,20 +44,23 @@ class Summaries:
     def write_samples(
         self, records: Sequence[Any], labels: list[str], backbone: Backbone, size: int
     ) -> None:
-        """A grid of a few training images per class (what the network sees)."""
-        rows = []
-        for label in labels:
-            tiles = []
-            for record in [r for r in records if r.label == label][:SAMPLES_PER_CLASS_IN_GRID]:
+        """A grid of a few training images per class (what the network sees), for the first classes."""
+        shown = labels[:SAMPLE_CLASSES_IN_GRID]
+        by_label: dict[str, list[Any]] = {label: [] for label in shown}
+        for record in records:
+            tiles = by_label.get(record.label)
+            if tiles is not None and len(tiles) < SAMPLES_PER_CLASS_IN_GRID:
                 with contextlib.suppress(ImageError):
                     tiles.append(backbone.load(record.path, size))
-            while len(tiles) < SAMPLES_PER_CLASS_IN_GRID:
-                tiles.append(np.zeros((size, size, 3), np.uint8))
+        rows = []
+        for tiles in by_label.values():
+            tiles += [np.zeros((size, size, 3), np.uint8)] * (SAMPLES_PER_CLASS_IN_GRID - len(tiles))
             rows.append(np.concatenate(tiles, axis=1))
         grid = np.concatenate(rows, axis=0)
+        more = f" (the first {len(shown)} of {len(labels)} classes)" if len(shown) < len(labels) else ""
         with self.train.as_default():
             self.tf.summary.image(
-                "sample_images", grid[None], step=0, description="rows: " + ", ".join(labels)
+                "sample_images", grid[None], step=0, description="rows: " + ", ".join(shown) + more
             )
 
     def write_validation(self, step: int, event: dict[str, Any], head: Head) -> None:
@@ -82,9 +90,12 @@ class Summaries:
         from tensorboard.plugins.hparams import api as hp
 
         tf = self.tf
-        image = confusion_matrix_image(report["labels"], report["confusion_matrix"])
         with self.validation.as_default(step=steps):
-            tf.summary.image("test_confusion_matrix", image[None])
+            if len(report["labels"]) <= CONFUSION_IMAGE_MAX_CLASSES:
+                image = confusion_matrix_image(report["labels"], report["confusion_matrix"])
+                tf.summary.image("test_confusion_matrix", image[None])
+            else:
+                tf.summary.text("test_top_confusions", confusions_markdown(report["top_confusions"]))
             tf.summary.scalar("test_accuracy", report["accuracy"])
         hparams = {
             key: value
@@ -100,6 +111,17 @@ class Summaries:
     def close(self) -> None:
         self.train.close()
         self.validation.close()
+
+
+def confusions_markdown(rows: list[dict[str, Any]]) -> str:
+    """The top confusions (`engine.train.evaluation.top_confusions`) as a Markdown table."""
+    if not rows:
+        return "No test photo was misclassified."
+    lines = ["| true | predicted | photos | share of the true class |", "| --- | --- | ---: | ---: |"]
+    for row in rows:
+        true, predicted = (row[k].replace("|", "\\|") for k in ("true_label", "predicted_label"))
+        lines.append(f"| {true} | {predicted} | {row['count']} | {row['share']:.0%} |")
+    return "\n".join(lines)
 
 
 def confusion_matrix_image(labels: list[str], matrix: list[list[int]], cell: int = 48) -> np.ndarray:

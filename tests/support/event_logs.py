@@ -46,3 +46,12 @@ def write_simple_values(folder: Path, values: dict[int, float], tag: str = "loss
     writer.close()
     [path] = [p for p in folder.iterdir() if "tfevents" in p.name]
     return path
+
+
+def tensor_tags(folder: Path) -> set[str]:
+    """The tags TF2 summaries wrote into the event files of `folder` (scalars, images, text...)."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    accumulator = ea.EventAccumulator(str(folder), size_guidance={ea.TENSORS: 0})
+    accumulator.Reload()
+    return set(accumulator.Tags()["tensors"])

@@ -110,6 +110,15 @@ def train_tiny_run(folder: Path) -> TinyRun:
     return TinyRun(run, report, events, lines, config, data_dir, bottleneck_dir, folder)
 
 
+def step_metrics(run: Any) -> list[tuple[Any, ...]]:
+    """Each step event's (train accuracy, cross entropy, validation accuracy) from a run's events.jsonl.
+
+    Two trainings with the same seed on the same features give the same list.
+    """
+    keys = ("train_accuracy", "cross_entropy", "validation_accuracy")
+    return [tuple(e.get(k) for k in keys) for e in run.read_events()[0] if e["event"] == "step"]
+
+
 def colour_classifier(weights: Any, size: int) -> Any:
     """A Keras model from `(size, size, 3)` uint8 to softmax over `mean colour @ weights`.
 

@@ -118,3 +118,40 @@ def _skip_pickle(handle) -> None:
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="does not exist"):
         read_legacy_checkpoint(tmp_path / "absent.pth")
+
+
+def test_a_hand_written_checkpoint_reads_back_exactly() -> None:
+    from tests.support.checkpoints import TINY_STATE, legacy_checkpoint
+
+    state = read_legacy_checkpoint_bytes(legacy_checkpoint())
+    assert list(state) == list(TINY_STATE)
+    for name, expected in TINY_STATE.items():
+        np.testing.assert_array_equal(state[name], expected)
+        assert state[name].dtype == expected.dtype
+        assert state[name].flags.owndata
+
+
+def test_copying_out_checks_the_tensor_against_the_bytes_read_again() -> None:
+    # What a BUILD did to a tensor after its rebuild check: the copy refuses it on its own.
+    from engine.models.torch_checkpoint import _copy_out, _Storage, _Tensor
+
+    storage = _Storage(np.dtype("<f4"), 4)
+    storage.data = np.arange(4, dtype="<f4")
+    np.testing.assert_array_equal(_copy_out("w", _Tensor(storage, 0, (2, 2), (2, 1))), [[0, 1], [2, 3]])
+    for shape, strides, offset in [
+        ((64,), (1,), 0),
+        ((10**9,), (1,), 0),
+        ((4,), (1,), 1),
+        ((8,), (0,), 0),
+    ]:
+        with pytest.raises(CheckpointFormatError, match="'w'"):
+            _copy_out("w", _Tensor(storage, offset, shape, strides))
+
+
+def test_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "weights.pth"
+    os.mkfifo(fifo)
+    with pytest.raises(Exception, match="not a regular file"):
+        read_legacy_checkpoint(fifo)

@@ -74,3 +74,26 @@ def test_format_report_ends_with_retrain_final_line() -> None:
 
 def test_final_accuracy_line_rounds_to_one_decimal() -> None:
     assert final_accuracy_line(0.90055, 362) == "Final test accuracy = 90.1% (N=362)"
+
+
+def test_top_confusions_list_the_most_frequent_mistakes_first() -> None:
+    from engine.train.evaluation import top_confusions
+
+    matrix = [[5, 2, 0], [1, 3, 4], [0, 4, 1]]
+    rows = top_confusions(LABELS, matrix)
+    assert [(r["true_label"], r["predicted_label"], r["count"]) for r in rows] == [
+        ("dog", "fox", 4),
+        ("fox", "dog", 4),
+        ("cat", "dog", 2),
+        ("dog", "cat", 1),
+    ]
+    assert rows[0]["share"] == 0.5  # 4 of dog's 8 test photos
+    assert top_confusions(LABELS, matrix, limit=1) == rows[:1]
+    assert top_confusions(LABELS, np.eye(3, dtype=int)) == []
+
+
+def test_the_report_carries_its_top_confusions() -> None:
+    report = evaluate(LABELS, [0, 1, 2, 2], _one_hot_probs([0, 1, 1, 2]))
+    assert report["top_confusions"] == [
+        {"true_label": "fox", "predicted_label": "dog", "count": 1, "share": 0.5}
+    ]

@@ -18,7 +18,7 @@ from engine.core.rundir import RunDir
 from engine.models.networks import build_feature_extractor
 from engine.train.config import TrainConfig
 from engine.train.retrain import retrain
-from tests.support.tiny_model import ARCH, SIZE, TinyRun
+from tests.support.tiny_model import ARCH, SIZE, TinyRun, step_metrics
 
 STEP_FIELDS = {
     "step",
@@ -33,11 +33,6 @@ STEP_FIELDS = {
 
 def read_events(run: RunDir) -> list[dict[str, Any]]:
     return [json.loads(line) for line in run.events_path.read_text().splitlines()]
-
-
-def step_metrics(run: RunDir) -> list[tuple]:
-    keys = ("train_accuracy", "cross_entropy", "validation_accuracy")
-    return [tuple(e.get(k) for k in keys) for e in read_events(run) if e["event"] == "step"]
 
 
 # ---------------------------------------------------------------- a finished run
@@ -140,12 +135,7 @@ def test_saved_model_takes_uint8_and_scores_like_the_report(tiny_run: TinyRun) -
 
 @pytest.mark.slow
 def test_tensorboard_has_scalars_histograms_images_graph_and_hparams(tiny_run: TinyRun) -> None:
-    from tensorboard.backend.event_processing import event_accumulator as ea
-
-    def tags(folder: Path) -> set[str]:
-        acc = ea.EventAccumulator(str(folder), size_guidance={ea.TENSORS: 0})
-        acc.Reload()
-        return set(acc.Tags()["tensors"])
+    from tests.support.event_logs import tensor_tags as tags
 
     tb = tiny_run.run.tb_dir
     assert {
