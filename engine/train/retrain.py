@@ -5,8 +5,9 @@ bottlenecks, trains retrain.py's head on them (`engine.train.loop`),
 evaluates on the test split, exports, and writes everything into the run
 folder: `config.json`, `events.jsonl` (a `step` event every step),
 `status.json`, `model.keras` (backbone + head, RGB uint8 in, probabilities
-out), `labels.txt`, `report.json`, `export/model.tflite` and TensorBoard logs
-under `tb/`.
+out), `labels.txt`, `report.json`, `export/model.tflite` and TensorBoard
+logs under `tb/`. The head is fitted by full-batch L-BFGS
+(`engine.train.head_fit`) unless `--head_fit sgd` asks for retrain.py's loop.
 
 Two paths bypass the cache, as in retrain.py: augmentation flags compute the
 training features on the fly from distorted images, and fine-tuning the last
@@ -45,6 +46,7 @@ from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate, format_report
 from engine.train.events import CancelFlag, Echo, EventCallback, EventSink, RunCancelled, log_failure
 from engine.train.head import Head, assemble_model
+from engine.train.head_fit import LbfgsLoop, head_fit_used, sgd_summary
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
 from engine.train.summaries import Summaries
 
@@ -163,9 +165,13 @@ class _Training:
 
         data, skipped = self._training_data(config, dataset, runtime, decoder)
         head = Head(len(labels), backbone.feature_size, config.dropout, int(config.seed or 0))
-        loop = StepLoop(
+        fit, fit_reason = head_fit_used(config)
+        if fit_reason:
+            self.echo(f"note: --head_fit {config.head_fit} was asked, but {fit_reason}: using SGD")
+        loop = (LbfgsLoop if fit == "lbfgs" else StepLoop)(
             config, head, extractor, runtime, backbone, size, data,
             should_stop=self.cancel.requested, on_step=self._on_step, echo=self.echo,
+            **({"progress": self.sink.on_progress} if fit == "lbfgs" else {}),
         )  # fmt: skip
         writers = Summaries(self.run.tb_dir, labels)
         try:
@@ -203,6 +209,9 @@ class _Training:
                 "train_seconds": round(loop.train_seconds, 3),
                 "skipped": [{"path": p, "reason": r} for p, r in skipped],
                 "keras": {"accuracy": report["accuracy"], "count": report["count"]},
+                "head_fit": loop.summary
+                if isinstance(loop, LbfgsLoop)
+                else sgd_summary(config, loop.steps, fit_reason),
             }
         )
         self.run.write_report(report)
