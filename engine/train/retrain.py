@@ -5,8 +5,8 @@ bottlenecks, trains retrain.py's head on them (`engine.train.loop`),
 evaluates on the test split, exports, and writes everything into the run
 folder: `config.json`, `events.jsonl` (a `step` event every step),
 `status.json`, `model.keras` (backbone + head, RGB uint8 in, probabilities
-out), `labels.txt`, `report.json`, `export/model.tflite` and TensorBoard
-logs under `tb/`. The head is fitted by full-batch L-BFGS
+out), `labels.txt`, `report.json`, `export/model.tflite`, `MODEL_CARD.md`
+and TensorBoard logs under `tb/`. The head is fitted by full-batch L-BFGS
 (`engine.train.head_fit`) unless `--head_fit sgd` asks for retrain.py's loop.
 
 Two paths bypass the cache, as in retrain.py: augmentation flags compute the
@@ -48,6 +48,7 @@ from engine.train.events import CancelFlag, Echo, EventCallback, EventSink, RunC
 from engine.train.head import Head, assemble_model
 from engine.train.head_fit import LbfgsLoop, head_fit_used, sgd_summary
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
+from engine.train.model_card import write_model_card
 from engine.train.summaries import Summaries
 
 STATUS_INTERVAL_S = 1.0
@@ -223,6 +224,7 @@ class _Training:
 
         report = self._export(config, dataset, report)
         self._copies(config)
+        write_model_card(self.run)
         self.sink.phase("done")
         self.run.write_status("done", step=self.step, test_accuracy=report["accuracy"])
         self.echo(format_report(report)[-1])
