@@ -17,7 +17,6 @@ from engine.models.registry import Backbone
 from engine.train.config import HEAD_FITS, TrainConfig
 from ui.render import render_split_inputs, setting_input
 
-
 HEAD_FIT_LABELS = {
     "lbfgs": "L-BFGS: converges, L2 chosen on validation",
     "sgd": "SGD: retrain.py's steps",

@@ -112,8 +112,10 @@ def test_finished_job_says_which_fit_trained_the_head_and_shows_the_model_card(r
     assert not app.exception
     fit = [c.value for c in app.caption if c.value.startswith("Head fit: ")]
     assert fit == [
-        "Head fit: **L-BFGS, full batch on the cached features: converged after 3 iterations, "
-        "L2 = 0.001 (chosen on the validation split)**"
+        (
+            "Head fit: **L-BFGS, full batch on the cached features: converged after 3 iterations, "
+            "L2 = 0.001 (chosen on the validation split)**"
+        )
     ]
     [card] = [e for e in app.expander if e.label == "Model card (MODEL_CARD.md)"]
     text = "\n".join(m.value for m in card.markdown)
