@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from engine.core.errors import StudioError
 from engine.core.progress import Progress, ProgressCallback
 from engine.core.rundir import RunDir
 
@@ -116,6 +117,26 @@ class CancelFlag:
             yield
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def record_failure(run: RunDir, sink: EventSink, exc: BaseException, **fields: Any) -> None:
+    """Say in the run folder that a job failed: the traceback in train.log, `failed` with the
+    error in status.json (a `StudioError`'s message as it is, other errors with their type), and
+    a `failed` phase event.
+
+    Args:
+        run: the run folder.
+        sink: the run's event sink.
+        exc: what ended the job.
+        **fields: more status fields (the step reached).
+    """
+    error = str(exc) or type(exc).__name__
+    if not isinstance(exc, StudioError):
+        error = f"{type(exc).__name__}: {error}"
+    log_failure(run, exc)
+    with contextlib.suppress(Exception):
+        run.write_status("failed", error=error, **fields)
+        sink.phase("failed", error=error)
 
 
 def log_failure(run: RunDir, exc: BaseException) -> None:

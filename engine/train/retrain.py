@@ -16,7 +16,6 @@ backbone blocks trains the backbone and head together on images.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shutil
@@ -41,10 +40,17 @@ from engine.models.registry import Backbone, get_backbone
 from engine.models.runtime import FeatureRuntime, TensorFlowFeatureRuntime
 from engine.serve import export
 from engine.train import bottlenecks
-from engine.train.cache import BottleneckCache
 from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate, format_report
-from engine.train.events import CancelFlag, Echo, EventCallback, EventSink, RunCancelled, log_failure
+from engine.train.events import (
+    CancelFlag,
+    Echo,
+    EventCallback,
+    EventSink,
+    RunCancelled,
+    log_failure,
+    record_failure,
+)
 from engine.train.head import Head, assemble_model
 from engine.train.head_fit import LbfgsLoop, head_fit_used, sgd_summary
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
@@ -292,25 +298,11 @@ class _Training:
         decoder: str,
     ) -> tuple[dict[str, np.ndarray], dict[str, list[ImageRecord]], list[tuple[str, str]]]:
         self.sink.phase("bottlenecks")
-        cache = None
-        if config.weights == "imagenet" or config.bottleneck_dir is not None:
-            # random (test) weights differ per build: their features must not
-            # be shared with another run unless the user asked for a folder.
-            cache = BottleneckCache.for_runtime(
-                runtime,
-                config.bottleneck_dir,
-                weights=str(config.weights) if config.weights == "imagenet" else f"seed{config.seed}",
-                decoder=decoder,
-            )
-        every = splits["train"] + splits["validation"] + splits["test"]
-        result = bottlenecks.extract_bottlenecks(
-            every,
-            runtime,
-            cache=cache,
-            progress=self.sink.on_progress,
+        features, new_splits, result = bottlenecks.split_bottlenecks(
+            splits, runtime, weights=config.weights, bottleneck_dir=config.bottleneck_dir,
+            seed=config.seed, decoder=decoder, progress=self.sink.on_progress,
             should_stop=self.cancel.requested,
-            decoder=decoder,
-        )
+        )  # fmt: skip
         self.run.update_status(
             bottlenecks={
                 "cached": result.cached,
@@ -320,21 +312,6 @@ class _Training:
                 "seconds": round(result.seconds, 3),
             }
         )
-        kept = set(result.kept)
-        row_of = {index: row for row, index in enumerate(result.kept)}
-        features: dict[str, np.ndarray] = {}
-        new_splits: dict[str, list[ImageRecord]] = {}
-        offset = 0
-        for name in SPLIT_NAMES:
-            recs = splits[name]
-            indices = [offset + i for i in range(len(recs)) if offset + i in kept]
-            new_splits[name] = [every[i] for i in indices]
-            features[name] = (
-                result.features[[row_of[i] for i in indices]]
-                if indices
-                else np.zeros((0, runtime.backbone.feature_size), np.float32)
-            )
-            offset += len(recs)
         for path, reason in result.skipped:
             self.echo(f"skipped {path}: {reason}")
         return features, new_splits, result.skipped
@@ -384,11 +361,5 @@ def retrain(
         with training.cancel.sigterm():
             return training.run_all()
     except BaseException as exc:
-        error = str(exc) or type(exc).__name__
-        if not isinstance(exc, StudioError):
-            error = f"{type(exc).__name__}: {error}"
-        log_failure(run, exc)
-        with contextlib.suppress(Exception):
-            run.write_status("failed", error=error, step=training.step)
-            training.sink.phase("failed", error=error)
+        record_failure(run, training.sink, exc, step=training.step)
         raise
