@@ -17,7 +17,9 @@ SPLIT_KEYS = ("validation_pct", "testing_pct")
 st.title("Train")
 registry = cached.job_registry()
 active = registry.active()
-if active is not None:
+if active is not None and active.job == "sweep":
+    st.info("A model comparison is running (Compare models); training can start when it ends.")
+elif active is not None:
     # a reload or a second tab reattaches to the running job
     state.select_run(active.run_id)
 
