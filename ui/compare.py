@@ -114,12 +114,12 @@ def render_leaderboard(run: RunDir, registry: Any, *, buttons: bool = True) -> N
         hide_index=True,
         key="compare_table",
         column_config={
-            "test accuracy": st.column_config.NumberColumn(format="percent"),
             "macro-F1": st.column_config.NumberColumn(format="%.3f"),
             "float MB": st.column_config.NumberColumn(format="%.2f"),
             "int8 MB": st.column_config.NumberColumn(format="%.2f"),
             "ms / photo": st.column_config.NumberColumn(format="%.1f"),
-            "int8 accuracy change": st.column_config.NumberColumn(format="percent"),
+            "test accuracy": st.column_config.NumberColumn(format="percent"),
+            "int8 change (points)": st.column_config.NumberColumn(format="%+.1f"),
         },
     )
     render_chart(leaderboard_figure(rows), key="compare_scatter")

@@ -21,7 +21,7 @@ TABLE_COLUMNS = [
     "float MB",
     "int8 MB",
     "ms / photo",
-    "int8 accuracy change",
+    "int8 change (points)",
     "L2",
     "error",
 ]
@@ -35,6 +35,10 @@ def _mb(value: Any) -> float | None:
     return value / 1e6 if isinstance(value, int | float) else None
 
 
+def _points(change: Any) -> float | None:
+    return round(change * 100, 2) if isinstance(change, int | float) else None
+
+
 def leaderboard_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """The rows as a table, highest test accuracy first (then the faster), failures last.
 
@@ -42,7 +46,7 @@ def leaderboard_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
         rows: leaderboard rows.
 
     Returns:
-        A DataFrame with `TABLE_COLUMNS`.
+        A DataFrame with `TABLE_COLUMNS` (without `error` when nothing failed).
     """
     frame = pd.DataFrame(
         [
@@ -54,7 +58,7 @@ def leaderboard_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "float MB": _mb(row.get("size_bytes")),
                 "int8 MB": _mb(row.get("int8_size_bytes")),
                 "ms / photo": row.get("latency_ms"),
-                "int8 accuracy change": row.get("int8_accuracy_change"),
+                "int8 change (points)": _points(row.get("int8_accuracy_change")),
                 "L2": row.get("l2"),
                 "error": row.get("error"),
             }
@@ -62,6 +66,8 @@ def leaderboard_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
         ],
         columns=TABLE_COLUMNS,
     )
+    if not frame["error"].notna().any():
+        frame = frame.drop(columns="error")
     return frame.sort_values(
         ["test accuracy", "ms / photo"], ascending=[False, True], na_position="last", kind="stable"
     ).reset_index(drop=True)
@@ -131,6 +137,7 @@ def leaderboard_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
                 name=name,
                 text=[r["candidate"] for r in members],
                 textposition="top center",
+                cliponaxis=False,
                 line={"color": colour, "dash": "dot"},
                 marker={
                     "color": colour,
@@ -150,7 +157,7 @@ def leaderboard_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
         xaxis_title="LiteRT latency per photo (ms)",
         yaxis={"title": "test accuracy", "tickformat": ".0%"},
         height=420,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
         legend={"orientation": "h", "y": -0.2},
     )
     return figure

@@ -108,7 +108,8 @@ def test_report_says_retrain_py_sgd_loop_fitted_the_head(tiny_run: TinyRun) -> N
 @pytest.mark.slow
 def test_run_folder_holds_every_artifact(tiny_run: TinyRun) -> None:
     run: RunDir = tiny_run.run
-    for path in (run.config_path, run.status_path, run.model_path, run.labels_path, run.report_path):
+    for path in (run.config_path, run.status_path, run.model_path, run.labels_path, run.report_path,
+                 run.path / "MODEL_CARD.md"):  # fmt: skip
         assert path.is_file(), path
     assert run.read_labels() == ["blue", "green", "red"]
     assert run.read_status()["state"] == "done"
