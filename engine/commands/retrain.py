@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
+from engine.core.rundir import RunDir
 from engine.train.config import TrainConfig
 
 
@@ -50,6 +52,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_retrain)
 
 
+def job_settings(args: argparse.Namespace, cls: type, given: RunDir | None, **overrides: Any) -> Any:
+    """A job's settings: the given folder's request.json if it has one, else the flags; checked.
+
+    A refused request is recorded in the given folder (status `failed` with the
+    reason), so the page that started the job can say why it never ran.
+
+    Args:
+        args: the parsed flags.
+        cls: the settings class (`TrainConfig`, `SweepConfig`).
+        given: the job's folder from `--run_dir`, or None.
+        **overrides: fields set regardless of the flags (e.g. `weights=None`).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        StudioError: a bad setting, a damaged request, or an image folder that is not one.
+    """
+    from engine.core.errors import StudioError
+
+    try:
+        request = given.read_request() if given is not None else None
+        config = cls.from_dict(request) if request is not None else cls.from_args(args, **overrides)
+        config.validate()
+        if config.image_dir is not None and not Path(config.image_dir).is_dir():
+            raise StudioError(
+                f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "
+                "sub-folder of images per class"
+            )
+    except StudioError as exc:
+        if given is not None:
+            # the job runner's folder must say why it never started
+            given.write_status("failed", error=str(exc), job=cls.job_command)
+        raise
+    return config
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The `TrainConfig` the parsed flags describe.
 
@@ -82,21 +121,8 @@ def run_retrain(args: argparse.Namespace) -> int:
     given = RunDir(args.run_dir) if args.run_dir else None
     if given is not None and not given.path.is_dir():
         raise StudioError(f"--run_dir {args.run_dir!r} does not exist; create it or drop the flag")
-    try:
-        request = given.read_request() if given is not None else None
-        config = TrainConfig.from_dict(request) if request is not None else config_from_args(args)
-        name = config.validate().job_folder_name()
-        if config.image_dir is not None and not Path(config.image_dir).is_dir():
-            raise StudioError(
-                f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "
-                "sub-folder of images per class"
-            )
-    except StudioError as exc:
-        if given is not None:
-            # the job runner's run folder must say why it never started
-            given.write_status("failed", error=str(exc))
-        raise
-    run = given if given is not None else RunDir.create(args.runs_dir, backbone=name)
+    config = job_settings(args, TrainConfig, given, weights=None if args.random_weights else "imagenet")
+    run = given if given is not None else RunDir.create(args.runs_dir, backbone=config.job_folder_name())
 
     def echo(line: str) -> None:
         print(line, flush=True)

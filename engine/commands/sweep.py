@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.commands.retrain import DefaultsShown
+from engine.commands.retrain import DefaultsShown, job_settings
 from engine.core.rundir import RunDir
 from engine.train.sweep_config import SweepConfig
 
@@ -81,29 +81,13 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         StudioError: bad flags or data (printed as one line by the CLI).
     """
     from engine.commands.table import format_table
-    from engine.core.errors import StudioError
     from engine.core.progress import TerminalBar
     from engine.train.sweep import LEADERBOARD_CSV, format_leaderboard, run_sweep
 
     folder, given = _folder(args)
-    try:
-        request = folder.read_request() if folder is not None and given else None
-        config = (
-            SweepConfig.from_dict(request)
-            if request is not None
-            else SweepConfig.from_args(args, weights=None if args.random_weights else "imagenet")
-        )
-        config.validate()
-        if config.image_dir is not None and not Path(config.image_dir).is_dir():
-            raise StudioError(
-                f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "
-                "sub-folder of images per class"
-            )
-    except StudioError as exc:
-        if folder is not None and given:
-            # the job runner's sweep folder must say why it never started
-            folder.write_status("failed", error=str(exc), job="sweep")
-        raise
+    config = job_settings(
+        args, SweepConfig, folder if given else None, weights=None if args.random_weights else "imagenet"
+    )
     run = (
         folder if folder is not None else RunDir.create(args.runs_dir, backbone=config.job_folder_name())
     )
