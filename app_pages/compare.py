@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from engine.core.errors import StudioError
 from engine.core.runstate import ACTIVE_STATES
 from engine.runs.listing import list_runs
 from ui import cached, state
 from ui.compare import render_leaderboard, render_sweep_live, render_sweep_settings
 from ui.follow import follow
+from ui.render import start_job
 
 SWEEP_KEY = "compare_sweep"
 
@@ -30,12 +30,7 @@ with st.expander("New comparison", expanded=not sweeps and active is None):
         st.info("A training is running; a comparison can start when it ends.", icon=":material/info:")
     config = render_sweep_settings(root, disabled=active is not None)
 if config is not None:
-    try:
-        job = registry.start(config)
-    except StudioError as error:
-        st.error(str(error), icon=":material/error:")
-        st.stop()
-    st.session_state[SWEEP_KEY] = job.run_id
+    st.session_state[SWEEP_KEY] = start_job(registry, config).run_id
     st.rerun()
 
 if not sweeps:

@@ -8,7 +8,7 @@ from engine.models.registry import DEFAULT_BACKBONE, list_backbones
 from engine.runs.listing import latest_run
 from ui import cached, state
 from ui.follow import follow
-from ui.render import SPLIT_DEFAULT
+from ui.render import SPLIT_DEFAULT, start_job
 from ui.train_form import render_backbone_picker, render_train_settings
 from ui.train_report import render_live, render_report
 
@@ -40,12 +40,7 @@ with st.expander("Settings", expanded=active is None):
     ready = active is None and backbone.weights_available() and not blockers
     config = render_train_settings(backbone, root, disabled=not ready)
 if config is not None:
-    try:
-        job = registry.start(config)
-    except StudioError as error:
-        st.error(str(error), icon=":material/error:")
-        st.stop()
-    state.select_run(job.run_id)
+    state.select_run(start_job(registry, config).run_id)
     st.rerun()
 
 # this tab's run, else the newest one: a fresh tab still shows the last training

@@ -21,7 +21,7 @@ from engine.train.sweep_config import SIZES, SweepConfig
 from ui import state
 from ui.follow import Followed
 from ui.leaderboard import leaderboard_figure, leaderboard_frame, pareto_front
-from ui.render import SPLIT_DEFAULT, render_chart
+from ui.render import SPLIT_DEFAULT, render_chart, start_job
 
 SIZE_LABELS = {"all": "every input size each offers", "default": "each one's own size only"}
 
@@ -141,10 +141,6 @@ def render_full_run_buttons(rows: list[dict[str, Any]], registry: Any) -> None:
             row["candidate"], key=f"compare_full_{row['candidate']}", icon=":material/model_training:",
             disabled=busy, help="Start a training of this candidate and follow it on the Train page",
         ):  # fmt: skip
-            try:
-                job = registry.start(TrainConfig.from_dict(row["full_run"]))
-            except StudioError as error:
-                st.error(str(error), icon=":material/error:")
-                return
+            job = start_job(registry, TrainConfig.from_dict(row["full_run"]))
             st.session_state[state.RUN_KEY] = job.run_id  # the Train page follows it
             st.switch_page("app_pages/train.py")

@@ -125,6 +125,25 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def start_job(registry: Any, request: Any) -> Any:
+    """Start `request` (a TrainConfig or SweepConfig) as a job; when refused, say why and stop the page.
+
+    Args:
+        registry: the `engine.runs.jobs.JobRegistry`.
+        request: what to run.
+
+    Returns:
+        The started job.
+    """
+    from engine.core.errors import StudioError
+
+    try:
+        return registry.start(request)
+    except StudioError as error:
+        st.error(str(error), icon=":material/error:")
+        st.stop()
+
+
 def render_chart(figure: go.Figure, key: str) -> None:
     """Draw a plotly figure full width with a stable key (needed inside fragments)."""
     st.plotly_chart(figure, width="stretch", config=CHART_CONFIG, key=key)
