@@ -10,7 +10,6 @@ full-run paths all run for real, without TensorFlow.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from engine.runs.jobs import JobRegistry
 from engine.runs.listing import list_runs
 from engine.train.sweep_config import SweepConfig
-from tests.support.app import open_page, plotly_titles, trace_names
+from tests.support.app import fake_job_registry, hold_fake_jobs, open_page, plotly_titles, trace_names
 from tests.support.cli import REPO_ROOT
 from tests.support.waiting import wait_for
 
@@ -30,20 +29,14 @@ LITE = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 
 @pytest.fixture
 def registry(monkeypatch) -> JobRegistry:
-    """The pages' job registry, running the fake sweeper (and trainer) instead of `python -m engine`."""
-    import ui.cached
-
-    fake = JobRegistry(command=[sys.executable, str(FAKE_SWEEPER)])
-    monkeypatch.setattr(ui.cached, "job_registry", lambda: fake)
-    return fake
+    """The page's job registry, running the fake instead of `python -m engine`."""
+    return fake_job_registry(monkeypatch, FAKE_SWEEPER)
 
 
 @pytest.fixture
 def gate(tmp_path, monkeypatch) -> Path:
-    """A file whose creation lets a held fake sweep finish."""
-    path = tmp_path / "release"
-    monkeypatch.setenv("FAKE_TRAINER_GATE", str(path))
-    return path
+    """A file whose creation lets a held fake job finish."""
+    return hold_fake_jobs(tmp_path, monkeypatch)
 
 
 def start_sweep(sizes: str = "default"):

@@ -8,7 +8,6 @@ cancel and report paths all run for real, without TensorFlow.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from engine.core.errors import StudioError
 from engine.runs.jobs import JobRegistry
 from engine.train.config import TrainConfig
-from tests.support.app import home_runs, open_page, plotly_titles
+from tests.support.app import fake_job_registry, hold_fake_jobs, home_runs, open_page, plotly_titles
 from tests.support.cli import REPO_ROOT
 from tests.support.waiting import wait_for
 
@@ -27,20 +26,14 @@ START = "FormSubmitter:train_settings-Start training"
 
 @pytest.fixture
 def registry(monkeypatch) -> JobRegistry:
-    """The page's job registry, running the fake trainer instead of `python -m engine retrain`."""
-    import ui.cached
-
-    fake = JobRegistry(command=[sys.executable, str(FAKE_TRAINER)])
-    monkeypatch.setattr(ui.cached, "job_registry", lambda: fake)
-    return fake
+    """The page's job registry, running the fake instead of `python -m engine`."""
+    return fake_job_registry(monkeypatch, FAKE_TRAINER)
 
 
 @pytest.fixture
 def gate(tmp_path, monkeypatch) -> Path:
-    """A file whose creation lets a held fake training finish."""
-    path = tmp_path / "release"
-    monkeypatch.setenv("FAKE_TRAINER_GATE", str(path))
-    return path
+    """A file whose creation lets a held fake job finish."""
+    return hold_fake_jobs(tmp_path, monkeypatch)
 
 
 def start(app, steps: int = 3):

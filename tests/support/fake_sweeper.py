@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from engine.core.rundir import RunDir
@@ -24,24 +23,15 @@ from engine.train.candidates import CandidateResult, candidates_for
 from engine.train.sweep import leaderboard_row, write_leaderboard
 from engine.train.sweep_config import SweepConfig
 
-GATE_DEADLINE_S = 120.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, run as a script too
+import fake_trainer
+
 # Made-up figures per candidate name prefix: (test accuracy, float latency ms, float MB).
 FIGURES = {
     "efficientnet_lite0": (0.90, 8.0, 13.5),
     "efficientnet_lite1": (0.95, 14.0, 16.5),
     "efficientnet_lite2": (0.93, 20.0, 19.0),
 }
-
-
-def _held(run: RunDir) -> bool:
-    """Poll the gate file; True when cancelled meanwhile."""
-    gate = os.environ.get("FAKE_TRAINER_GATE")
-    deadline = time.monotonic() + GATE_DEADLINE_S
-    while gate and not Path(gate).exists() and time.monotonic() < deadline:
-        if run.cancel_requested():
-            return True
-        time.sleep(0.05)
-    return run.cancel_requested()
 
 
 def fake_sweep(run: RunDir, request: dict) -> int:
@@ -78,7 +68,7 @@ def fake_sweep(run: RunDir, request: dict) -> int:
         run.append_event(
             {"event": "candidate", "candidate": candidate.name, "test_accuracy": result.test_accuracy}
         )
-        if number == 1 and _held(run):
+        if number == 1 and not fake_trainer.wait_for_gate(run):
             run.write_status("cancelled", candidates_done=1)
             return 3
     best = max(rows, key=lambda r: r["test_accuracy"])
@@ -95,9 +85,6 @@ def main() -> int:
     run = RunDir(args.run_dir)
     request = run.read_request() or {}
     if "architectures" not in request:  # a training request: the fake trainer's job
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import fake_trainer
-
         return fake_trainer.main()
     return fake_sweep(run, request)
 

@@ -29,7 +29,7 @@ LABELS = ["daisy", "roses"]
 GATE_DEADLINE_S = 120.0
 
 
-def _wait_for_gate(run: RunDir) -> bool:
+def wait_for_gate(run: RunDir) -> bool:
     """Poll the gate file; True to go on, False when cancelled."""
     gate = os.environ.get("FAKE_TRAINER_GATE")
     deadline = time.monotonic() + GATE_DEADLINE_S
@@ -88,7 +88,7 @@ def main() -> int:
                 "validation_cross_entropy": 1.1 / step,
             }
         )
-        if step == 1 and not _wait_for_gate(run):
+        if step == 1 and not wait_for_gate(run):
             run.write_status("cancelled", step=step)
             return 3
     report = evaluate(

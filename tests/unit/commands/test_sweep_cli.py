@@ -139,3 +139,13 @@ def test_runs_lists_a_sweep_folder_as_a_sweep(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     [line] = [line for line in out.stdout.splitlines() if line.startswith(run.run_id)]
     assert line.split()[1:4] == ["done", "sweep", "87.5%"]
+
+
+def test_a_sweep_job_whose_request_is_refused_says_why_in_its_folder(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "runs", backbone="sweep")
+    run.write_request({**SweepConfig().as_dict(), "architectures": "resnet9"})
+    out = run_engine("sweep", "--run_dir", str(run.path), home=tmp_path)
+    assert out.returncode == 2 and "--architectures='resnet9' is not allowed" in out.stderr
+    status = run.read_status()
+    assert (status["state"], status["job"]) == ("failed", "sweep")
+    assert "resnet9" in status["error"]
