@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.core.errors import StudioError
-from engine.train.softmax import DEFAULT_L2, FitStopped, choose_l2, fit_softmax
+from engine.train.softmax import DEFAULT_L2, STD_FLOOR, FitStopped, choose_l2, fit_softmax
 from tests.support.features import blobs
 
 
@@ -24,8 +24,7 @@ def test_fit_reaches_the_optimum_of_a_reference_multinomial_logistic_regression(
     # The same problem for scikit-learn: C * sum(loss) + |W|^2 / 2 on the same standardised
     # features is the mean loss + l2/2 |W|^2 with C = 1 / (l2 * n); its intercept is not penalised.
     std = x.std(axis=0)
-    std[std < 1e-6] = 1.0
-    z = (x - x.mean(axis=0)) / std
+    z = (x - x.mean(axis=0)) / np.maximum(std, STD_FLOOR * std.max())
     reference = LogisticRegression(C=1 / (l2 * len(y)), solver="newton-cg", tol=1e-10).fit(z, y)
     np.testing.assert_allclose(head.probabilities(x), reference.predict_proba(z), atol=2e-4)
 
@@ -100,3 +99,13 @@ def test_should_stop_ends_the_fit_with_fit_stopped() -> None:
 def test_bad_labels_are_refused_with_what_is_allowed(labels: np.ndarray, message: str) -> None:
     with pytest.raises(StudioError, match=message):
         fit_softmax(np.zeros((10, 4), np.float32), labels, 3)
+
+
+def test_a_near_constant_feature_does_not_blow_up_the_layer() -> None:
+    # ReLU6 backbones give features that are almost always 0: scaled to unit spread, their
+    # weights (folded back into the layer) reached thousands, which int8 quantization flattened.
+    x, y = blobs(300, seed=7)
+    x[:, 1] = np.random.default_rng(7).normal(0, 1e-5, len(y))
+    head = fit_softmax(x, y, 3, l2=1e-5)
+    assert np.abs(head.kernel[1]).max() < np.abs(head.kernel).max()
+    assert np.abs(head.kernel).max() < 50
