@@ -118,7 +118,8 @@ class TrainConfig:
         choices=HEAD_FITS,
     )
     how_many_training_steps: int = _setting(
-        4000, "training steps; each step uses one random batch of --train_batch_size photos",
+        4000, "training steps; with sgd each step uses one random batch of --train_batch_size "
+        "photos, with lbfgs it caps the iterations of each fit",
         low=1, high=1_000_000,
     )  # fmt: skip
     epochs: float | None = _setting(
