@@ -260,8 +260,8 @@ CANDIDATE_KINDS: dict[str, CandidateFactory] = {}
 
 def known_candidates() -> list[str]:
     """Every name `--architectures` accepts: the registered backbones, then the other kinds."""
-    return [b.name for b in list_backbones()] + [k for k in CANDIDATE_KINDS if k not in {
-        b.name for b in list_backbones()}]  # fmt: skip
+    backbones = [b.name for b in list_backbones()]
+    return backbones + [kind for kind in CANDIDATE_KINDS if kind not in backbones]
 
 
 def candidates_for(config: Any) -> list[Candidate]:
