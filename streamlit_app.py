@@ -1,6 +1,6 @@
 """Retrain Studio: the dashboard's entry point (router and shared frame).
 
-Run with `streamlit run streamlit_app.py`. This file declares the five pages
+Run with `streamlit run streamlit_app.py`. This file declares the six pages
 with `st.navigation`, sets the page config, and draws the sidebar every page
 shares: the selected dataset, the selected run and the TensorFlow device.
 TensorFlow is never imported here, so the first page paints in seconds.
@@ -28,6 +28,12 @@ PAGES = {
     ],
     "Model": [
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page(
+            "app_pages/compare.py",
+            title="Compare models",
+            icon=":material/leaderboard:",
+            url_path="compare",
+        ),
         st.Page(
             "app_pages/predict.py", title="Predict", icon=":material/image_search:", url_path="predict"
         ),

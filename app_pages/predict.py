@@ -14,7 +14,7 @@ from ui.render import render_chart
 from ui.safe import md
 
 st.title("Predict")
-finished = [r for r in list_runs() if r.status == "done"]
+finished = [r for r in list_runs(job="retrain") if r.status == "done"]
 if not finished:
     st.info("No finished run yet: train one on the Train page.", icon=":material/info:")
     st.stop()

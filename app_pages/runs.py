@@ -20,7 +20,12 @@ SETTINGS = {
 
 
 def settings_text(run: RunSummary) -> str:
-    """A short `steps=… lr=…` summary of a run's config.json."""
+    """A short `steps=… lr=…` summary of a run's config.json (a sweep: its candidates and best)."""
+    if run.job == "sweep":
+        status = run.run.read_status()
+        return (
+            f"sweep of {status.get('candidates_total', '?')} candidates, best {status.get('best', '-')}"
+        )
     config = run.run.read_config()
     return " ".join(f"{short}={config[key]}" for key, short in SETTINGS.items() if key in config)
 
@@ -71,7 +76,8 @@ render_curves({"A": steps_of(by_id[first]), "B": steps_of(by_id[second])}, key="
 st.subheader("Use or delete a run")
 chosen = st.selectbox("Run", ids, key="runs_chosen")
 use_col, delete_col = st.columns(2)
-if use_col.button("Use on Predict", key="runs_use", icon=":material/image_search:"):
+sweep = by_id[chosen].job == "sweep"  # a comparison has no model to predict with
+if use_col.button("Use on Predict", key="runs_use", icon=":material/image_search:", disabled=sweep):
     state.select_run(chosen)
 if delete_col.button("Delete…", key="runs_delete", icon=":material/delete:"):
     st.session_state[CONFIRM_KEY] = chosen

@@ -7,9 +7,9 @@ from engine.core.runstate import ACTIVE_STATES
 from engine.models.registry import DEFAULT_BACKBONE, list_backbones
 from engine.runs.listing import latest_run
 from ui import access, cached, state
-from ui.errors import guard, show_error, user_errors
+from ui.errors import guard, show_error
 from ui.follow import follow
-from ui.render import SPLIT_DEFAULT
+from ui.render import SPLIT_DEFAULT, start_job
 from ui.safe import md
 from ui.train_form import render_backbone_picker, render_train_settings
 from ui.train_report import render_live, render_report, render_warnings, run_warnings
@@ -19,7 +19,9 @@ SPLIT_KEYS = ("validation_pct", "testing_pct")
 st.title("Train")
 registry = cached.job_registry()
 active = registry.active()
-if active is not None:
+if active is not None and active.job == "sweep":
+    st.info("A model comparison is running (Compare models); training can start when it ends.")
+elif active is not None:
     # a reload or a second tab reattaches to the running job
     state.select_run(active.run_id)
 
@@ -40,9 +42,7 @@ with st.expander("Settings", expanded=active is None):
     ready = active is None and backbone.weights_available() and not blockers
     config = render_train_settings(backbone, root, disabled=not ready)
 if config is not None:
-    with user_errors():
-        job = registry.start(config)
-    state.select_run(job.run_id)
+    state.select_run(start_job(registry, config).run_id)
     st.rerun()
 
 # this tab's run, else the newest one: a fresh tab still shows the last training

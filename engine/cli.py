@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "engine.commands.backbones",
     "engine.commands.datasets",
     "engine.commands.retrain",
+    "engine.commands.sweep",
     "engine.commands.label_image",
     "engine.commands.logs",
 )

@@ -91,6 +91,22 @@ def progress_callback(label: str) -> Callable[[Any], None]:
     return _update
 
 
+def start_job(registry: Any, request: Any) -> Any:
+    """Start `request` (a TrainConfig or SweepConfig) as a job; when refused, say why and stop the page.
+
+    Args:
+        registry: the `engine.runs.jobs.JobRegistry`.
+        request: what to run.
+
+    Returns:
+        The started job.
+    """
+    from ui.errors import user_errors
+
+    with user_errors():
+        return registry.start(request)
+
+
 def render_chart(figure: go.Figure, key: str) -> None:
     """Draw a plotly figure full width with a stable key (needed inside fragments)."""
     st.plotly_chart(figure, width="stretch", config=CHART_CONFIG, key=key)

@@ -14,9 +14,14 @@ import streamlit as st
 
 from engine.core.errors import StudioError
 from engine.models.registry import Backbone
-from engine.train.config import TrainConfig
+from engine.train.config import HEAD_FITS, TrainConfig
 from ui.errors import public_text, show_error
 from ui.render import render_split_inputs, setting_input
+
+HEAD_FIT_LABELS = {
+    "lbfgs": "L-BFGS: converges, L2 chosen on validation",
+    "sgd": "SGD: retrain.py's steps",
+}
 
 
 def backbone_label(backbone: Backbone) -> str:
@@ -70,6 +75,15 @@ def render_train_settings(backbone: Backbone, image_dir: Path, *, disabled: bool
     """
     default = TrainConfig.default
     with st.form("train_settings", border=True):
+        head_fit = st.radio(
+            "Head fit",
+            HEAD_FITS,
+            index=HEAD_FITS.index(default("head_fit")),
+            format_func=HEAD_FIT_LABELS.get,
+            horizontal=True,
+            key="train_head_fit",
+            help=TrainConfig.setting("head_fit").help,
+        )
         first = st.columns(4)
         size = first[0].selectbox(
             "Image size",
@@ -134,6 +148,7 @@ def render_train_settings(backbone: Backbone, image_dir: Path, *, disabled: bool
         image_dir=str(image_dir),
         architecture=backbone.name,
         image_size=int(size),
+        head_fit=str(head_fit),
         how_many_training_steps=int(steps),
         learning_rate=float(rate),
         train_batch_size=int(batch),

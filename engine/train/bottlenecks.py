@@ -218,3 +218,59 @@ def compute_bottlenecks(
             "rescan the dataset so they are left out, or fix the files"
         )
     return result.features
+
+
+def split_bottlenecks(
+    splits: dict[str, list[Any]],
+    runtime: FeatureRuntime,
+    *,
+    weights: str | None,
+    bottleneck_dir: str | None = None,
+    seed: int | None = None,
+    decoder: str = "pil",
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, list[Any]], BottleneckResult]:
+    """Features of every split in one extraction, cut back into the splits.
+
+    ImageNet features go to the shared cache (or `bottleneck_dir`); features
+    of random weights (tests) differ per build, so they are cached only in a
+    folder the caller names, keyed by the seed.
+
+    Args:
+        splits: the records of each split, by split name (order kept).
+        runtime: the feature runtime.
+        weights: "imagenet" or None (random).
+        bottleneck_dir: the cache folder. Defaults to None (the studio's cache for ImageNet
+            features, none for random ones).
+        seed: the run's seed (keys random-weight features). Defaults to None.
+        decoder: as in `extract_bottlenecks`. Defaults to "pil".
+        progress: as in `extract_bottlenecks`. Defaults to None.
+        should_stop: as in `extract_bottlenecks`. Defaults to None.
+
+    Returns:
+        `(features per split, records per split that have features, the whole result)`;
+        undecodable records are left out of both and listed in `result.skipped`.
+    """
+    cache = None
+    if weights == "imagenet" or bottleneck_dir is not None:
+        key = str(weights) if weights == "imagenet" else f"seed{seed}"
+        cache = BottleneckCache.for_runtime(runtime, bottleneck_dir, weights=key, decoder=decoder)
+    every = [record for records in splits.values() for record in records]
+    result = extract_bottlenecks(
+        every, runtime, cache=cache, progress=progress, should_stop=should_stop, decoder=decoder
+    )
+    row_of = {index: row for row, index in enumerate(result.kept)}
+    features: dict[str, np.ndarray] = {}
+    kept: dict[str, list[Any]] = {}
+    offset = 0
+    for name, records in splits.items():
+        indices = [offset + i for i in range(len(records)) if offset + i in row_of]
+        kept[name] = [every[i] for i in indices]
+        features[name] = (
+            result.features[[row_of[i] for i in indices]]
+            if indices
+            else np.zeros((0, runtime.backbone.feature_size), np.float32)
+        )
+        offset += len(records)
+    return features, kept, result

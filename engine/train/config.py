@@ -28,6 +28,7 @@ from engine.core.progress import ProgressCallback
 from engine.models.runtime import RUNTIMES
 
 LR_SCHEDULES = ("constant", "cosine")
+HEAD_FITS = ("lbfgs", "sgd")
 CLASS_WEIGHTS = ("none", "balanced")
 WEIGHTS = ("imagenet", None)
 SEED_MAX = 2**31 - 1
@@ -115,8 +116,18 @@ class TrainConfig:
     image_size: int | None = _setting(
         None, "input side, one of the backbone's sizes (default: the backbone's own)", low=8, high=1024
     )
+    head_fit: str = _setting(
+        "lbfgs",
+        "how the new layer is fitted. lbfgs: full-batch L-BFGS softmax regression on the cached "
+        "features, run to convergence with the L2 strength chosen on the validation split (a step "
+        "is an iteration, at most --how_many_training_steps; learning rate, batch size, epochs and "
+        "dropout are not used). sgd: retrain.py's loop of random batches. Augmentation and "
+        "fine-tuning need images at every step, so they always use sgd",
+        choices=HEAD_FITS,
+    )
     how_many_training_steps: int = _setting(
-        4000, "training steps; each step uses one random batch of --train_batch_size photos",
+        4000, "training steps; with sgd each step uses one random batch of --train_batch_size "
+        "photos, with lbfgs it caps the iterations of each fit",
         low=1, high=1_000_000,
     )  # fmt: skip
     epochs: float | None = _setting(

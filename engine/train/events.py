@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from engine.core.errors import StudioError, disk_full_error
 from engine.core.progress import Progress, ProgressCallback
 from engine.core.rundir import RunDir
 
@@ -128,6 +129,27 @@ def stdout_is(path: os.PathLike[str] | str) -> bool:
     except (OSError, ValueError, AttributeError):  # no real stdout (captured, closed), no file
         return False
     return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def record_failure(run: RunDir, sink: EventSink, exc: BaseException, **fields: Any) -> None:
+    """Say in the run folder that a job failed: the traceback in train.log, `failed` with the
+    error in status.json (a `StudioError`'s message as it is, other errors with their type), and
+    a `failed` phase event.
+
+    Args:
+        run: the run folder.
+        sink: the run's event sink.
+        exc: what ended the job.
+        **fields: more status fields (the step reached).
+    """
+    full = disk_full_error(exc)  # a full disk is said as such, not as an OSError
+    error = str(full or exc) or type(exc).__name__
+    if not isinstance(exc, StudioError) and full is None:
+        error = f"{type(exc).__name__}: {error}"
+    log_failure(run, exc)
+    with contextlib.suppress(Exception):
+        run.write_status("failed", error=error, **fields)
+        sink.phase("failed", error=error)
 
 
 def log_failure(run: RunDir, exc: BaseException) -> None:

@@ -46,6 +46,32 @@ class TrainingData:
     features: dict[str, np.ndarray]
 
 
+def step_event(
+    step: int, total_steps: int, accuracy: Any, xent: Any, rate: float, images: int, elapsed: float
+) -> dict[str, Any]:
+    """A `step` event (see docs/run-contract.md) before its validation figures.
+
+    Args:
+        step: the 1-based step.
+        total_steps: steps in the run.
+        accuracy: the step's train accuracy.
+        xent: the step's mean cross-entropy.
+        rate: the step's learning rate.
+        images: training images seen so far.
+        elapsed: seconds since the first step started.
+    """
+    return {
+        "event": "step",
+        "step": step,
+        "total_steps": total_steps,
+        "train_accuracy": round(float(accuracy), 6),
+        "cross_entropy": round(float(xent), 6),
+        "learning_rate": rate,
+        "images_per_s": round(images / elapsed, 1) if elapsed else 0.0,
+        "elapsed_s": round(elapsed, 3),
+    }
+
+
 class StepLoop:
     """The training steps, validation and test scoring for one run.
 
@@ -185,8 +211,6 @@ class StepLoop:
 
     # ----------------------------------------------------------- data
 
-    # ----------------------------------------------------------- data
-
     def _images(self, records: list[Any], rng: np.random.Generator | None) -> np.ndarray:
         return load_images(records, self.backbone, self.size, self.config, rng)
 
@@ -235,33 +259,32 @@ class StepLoop:
                     tf.summary.trace_export(name="train_step", step=0)
             self.step = step
             elapsed = time.monotonic() - start
-            event: dict[str, Any] = {
-                "event": "step",
-                "step": step,
-                "total_steps": self.steps,
-                "train_accuracy": round(float(accuracy), 6),
-                "cross_entropy": round(float(xent), 6),
-                "learning_rate": rate,
-                "images_per_s": round(step * config.train_batch_size / elapsed, 1) if elapsed else 0.0,
-                "elapsed_s": round(elapsed, 3),
-            }
+            event = step_event(
+                step, self.steps, accuracy, xent, rate, step * config.train_batch_size, elapsed
+            )
             if (step % config.eval_step_interval == 0 or step == 1 or step == self.steps) and val_count:
                 rows = self._sample_rows(val_count, config.validation_batch_size, step)
                 val_acc, val_xent = self._score(
                     self._x_of("validation", rows), tf.constant(self.truth["validation"][rows])
                 )
-                event["validation_accuracy"] = round(float(val_acc), 6)
-                event["validation_cross_entropy"] = round(float(val_xent), 6)
-                event["validation_count"] = len(rows)
-                summaries.write_validation(step, event, self.head)
-                self._echo(f"Step {step}: Train accuracy = {event['train_accuracy'] * 100:.1f}%")
-                self._echo(f"Step {step}: Cross entropy = {event['cross_entropy']:.6f}")
-                self._echo(
-                    f"Step {step}: Validation accuracy = "
-                    f"{event['validation_accuracy'] * 100:.1f}% (N={len(rows)})"
-                )
+                self._add_validation(event, summaries, len(rows), val_acc, val_xent)
             self._on_step(event)
         self.train_seconds = time.monotonic() - start
+
+    def _add_validation(
+        self, event: dict[str, Any], summaries: Summaries, count: int, accuracy: Any, xent: Any
+    ) -> None:
+        """Put a validation score into a step event, log it to TensorBoard, print retrain.py's lines."""
+        step = event["step"]
+        event["validation_accuracy"] = round(float(accuracy), 6)
+        event["validation_cross_entropy"] = round(float(xent), 6)
+        event["validation_count"] = count
+        summaries.write_validation(step, event, self.head)
+        self._echo(f"Step {step}: Train accuracy = {event['train_accuracy'] * 100:.1f}%")
+        self._echo(f"Step {step}: Cross entropy = {event['cross_entropy']:.6f}")
+        self._echo(
+            f"Step {step}: Validation accuracy = {event['validation_accuracy'] * 100:.1f}% (N={count})"
+        )
 
     def _sample_rows(self, count: int, batch: int, step: int) -> np.ndarray:
         if batch == -1 or batch >= count:

@@ -5,8 +5,9 @@ bottlenecks, trains retrain.py's head on them (`engine.train.loop`),
 evaluates on the test split, exports, and writes everything into the run
 folder: `config.json`, `events.jsonl` (a `step` event every step),
 `status.json`, `model.keras` (backbone + head, RGB uint8 in, probabilities
-out), `labels.txt`, `report.json`, `export/model.tflite` and TensorBoard logs
-under `tb/`.
+out), `labels.txt`, `report.json`, `export/model.tflite`, `MODEL_CARD.md`
+and TensorBoard logs under `tb/`. The head is fitted by full-batch L-BFGS
+(`engine.train.head_fit`) unless `--head_fit sgd` asks for retrain.py's loop.
 
 Two paths bypass the cache, as in retrain.py: augmentation flags compute the
 training features on the fly from distorted images, and fine-tuning the last
@@ -15,7 +16,6 @@ backbone blocks trains the backbone and head together on images.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import platform
@@ -43,7 +43,6 @@ from engine.models.runtime import FeatureRuntime, TensorFlowFeatureRuntime
 from engine.serve import export
 from engine.serve.model_info import embed_in_keras, info_for
 from engine.train import bottlenecks
-from engine.train.cache import BottleneckCache
 from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate, format_report
 from engine.train.events import (
@@ -53,10 +52,13 @@ from engine.train.events import (
     EventSink,
     RunCancelled,
     log_failure,
+    record_failure,
     stdout_is,
 )
 from engine.train.head import OUTPUT_NAME, Head, assemble_model
+from engine.train.head_fit import LbfgsLoop, head_fit_used, sgd_summary
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
+from engine.train.model_card import write_model_card
 from engine.train.summaries import Summaries
 
 STATUS_INTERVAL_S = 1.0
@@ -180,9 +182,13 @@ class _Training:
 
         data, skipped = self._training_data(config, dataset, runtime, decoder)
         head = Head(len(labels), backbone.feature_size, config.dropout, int(config.seed or 0))
-        loop = StepLoop(
+        fit, fit_reason = head_fit_used(config)
+        if fit_reason:
+            self.echo(f"note: --head_fit {config.head_fit} was asked, but {fit_reason}: using SGD")
+        loop = (LbfgsLoop if fit == "lbfgs" else StepLoop)(
             config, head, extractor, runtime, backbone, size, data,
             should_stop=self.cancel.requested, on_step=self._on_step, echo=self.echo,
+            **({"progress": self.sink.on_progress} if fit == "lbfgs" else {}),
         )  # fmt: skip
         self._snapshot = (extractor, head, backbone.name, size, labels)
         writers = Summaries(self.run.tb_dir, labels)
@@ -219,6 +225,9 @@ class _Training:
                 "train_seconds": round(loop.train_seconds, 3),
                 "skipped": [{"path": p, "reason": r} for p, r in skipped],
                 "keras": {"accuracy": report["accuracy"], "count": report["count"]},
+                "head_fit": loop.summary
+                if isinstance(loop, LbfgsLoop)
+                else sgd_summary(config, loop.steps, fit_reason),
             }
         )
         self.run.write_report(report)
@@ -235,6 +244,7 @@ class _Training:
         gc.collect()
         report = self._export(config, dataset, report)
         self._copies(config)
+        write_model_card(self.run)
         self.sink.phase("done")
         self.run.write_status("done", step=self.step, test_accuracy=report["accuracy"])
         self.echo(format_report(report)[-1])
@@ -330,25 +340,11 @@ class _Training:
         decoder: str,
     ) -> tuple[dict[str, np.ndarray], dict[str, list[ImageRecord]], list[tuple[str, str]]]:
         self.sink.phase("bottlenecks")
-        cache = None
-        if config.weights == "imagenet" or config.bottleneck_dir is not None:
-            # random (test) weights differ per build: their features must not
-            # be shared with another run unless the user asked for a folder.
-            cache = BottleneckCache.for_runtime(
-                runtime,
-                config.bottleneck_dir,
-                weights=str(config.weights) if config.weights == "imagenet" else f"seed{config.seed}",
-                decoder=decoder,
-            )
-        every = splits["train"] + splits["validation"] + splits["test"]
-        result = bottlenecks.extract_bottlenecks(
-            every,
-            runtime,
-            cache=cache,
-            progress=self.sink.on_progress,
+        features, new_splits, result = bottlenecks.split_bottlenecks(
+            splits, runtime, weights=config.weights, bottleneck_dir=config.bottleneck_dir,
+            seed=config.seed, decoder=decoder, progress=self.sink.on_progress,
             should_stop=self.cancel.requested,
-            decoder=decoder,
-        )
+        )  # fmt: skip
         self.run.update_status(
             bottlenecks={
                 "cached": result.cached,
@@ -362,21 +358,6 @@ class _Training:
             self.run.record_warning(
                 f"{result.damaged} bottleneck cache entries failed their checksum and were recomputed"
             )
-        kept = set(result.kept)
-        row_of = {index: row for row, index in enumerate(result.kept)}
-        features: dict[str, np.ndarray] = {}
-        new_splits: dict[str, list[ImageRecord]] = {}
-        offset = 0
-        for name in SPLIT_NAMES:
-            recs = splits[name]
-            indices = [offset + i for i in range(len(recs)) if offset + i in kept]
-            new_splits[name] = [every[i] for i in indices]
-            features[name] = (
-                result.features[[row_of[i] for i in indices]]
-                if indices
-                else np.zeros((0, runtime.backbone.feature_size), np.float32)
-            )
-            offset += len(recs)
         for path, reason in result.skipped:
             self.echo(f"skipped {path}: {reason}")
         return features, new_splits, result.skipped
@@ -483,14 +464,8 @@ def retrain(
         with training.cancel.sigterm(), heal.listening(training.on_damage):
             return training.run_all()
     except BaseException as exc:
+        record_failure(run, training.sink, exc, step=training.step)
         full = disk_full_error(exc)
-        error = str(full or exc) or type(exc).__name__
-        if not isinstance(exc, StudioError) and full is None:
-            error = f"{type(exc).__name__}: {error}"
-        log_failure(run, exc)
-        with contextlib.suppress(Exception):
-            run.write_status("failed", error=error, step=training.step)
-            training.sink.phase("failed", error=error)
         if full is not None:
             raise full from exc
         raise

@@ -13,6 +13,7 @@ from tests.support.cli import REPO_ROOT
 PAGES = [
     ("dataset", "Dataset"),
     ("train", "Train"),
+    ("compare", "Compare models"),
     ("predict", "Predict"),
     ("runs", "Runs"),
     ("tensorboard", "TensorBoard"),

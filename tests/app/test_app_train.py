@@ -8,7 +8,6 @@ cancel and report paths all run for real, without TensorFlow.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,14 @@ import pytest
 from engine.core.errors import StudioError
 from engine.runs.jobs import JobRegistry
 from engine.train.config import TrainConfig
-from tests.support.app import home_runs, open_page, plotly_titles, shown
+from tests.support.app import (
+    fake_job_registry,
+    hold_fake_jobs,
+    home_runs,
+    open_page,
+    plotly_titles,
+    shown,
+)
 from tests.support.cli import REPO_ROOT
 from tests.support.waiting import wait_for
 
@@ -27,20 +33,14 @@ START = "FormSubmitter:train_settings-Start training"
 
 @pytest.fixture
 def registry(monkeypatch) -> JobRegistry:
-    """The page's job registry, running the fake trainer instead of `python -m engine retrain`."""
-    import ui.cached
-
-    fake = JobRegistry(command=[sys.executable, str(FAKE_TRAINER)])
-    monkeypatch.setattr(ui.cached, "job_registry", lambda: fake)
-    return fake
+    """The page's job registry, running the fake instead of `python -m engine`."""
+    return fake_job_registry(monkeypatch, FAKE_TRAINER)
 
 
 @pytest.fixture
 def gate(tmp_path, monkeypatch) -> Path:
-    """A file whose creation lets a held fake training finish."""
-    path = tmp_path / "release"
-    monkeypatch.setenv("FAKE_TRAINER_GATE", str(path))
-    return path
+    """A file whose creation lets a held fake job finish."""
+    return hold_fake_jobs(tmp_path, monkeypatch)
 
 
 def start(app, steps: int = 3):
@@ -84,7 +84,7 @@ def test_finished_job_shows_accuracy_confusion_matrix_and_downloads(registry) ->
     assert final == "66.7%"
     assert "Accuracy" in plotly_titles(app)
     labels = [shown(b.proto.label) for b in app.get("download_button")]
-    assert sorted(labels) == ["labels.txt", "model.tflite", "saved_model.zip"]
+    assert sorted(labels) == ["MODEL_CARD.md", "labels.txt", "model.tflite", "saved_model.zip"]
 
 
 def test_finished_job_shows_its_runtime_and_what_each_export_costs(registry) -> None:
@@ -100,6 +100,39 @@ def test_finished_job_shows_its_runtime_and_what_each_export_costs(registry) -> 
     assert list(scored["size (MB)"]) == [5.0, 4.0, 1.0]
     assert scored["test accuracy"].iloc[2] < scored["test accuracy"].iloc[0]
     assert list(per_class["label"]) == ["daisy", "roses"]
+
+
+def test_finished_job_says_which_fit_trained_the_head_and_shows_the_model_card(registry) -> None:
+    app = start(open_page("train"), steps=3)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    run = registry.get(run_id).run_dir
+    assert run.read_request()["head_fit"] == "lbfgs"  # the default
+    assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
+    app.run()
+    assert not app.exception
+    fit = [c.value for c in app.caption if c.value.startswith("Head fit: ")]
+    assert fit == [
+        (
+            "Head fit: **L-BFGS, full batch on the cached features: converged after 3 iterations, "
+            "L2 = 0.001 (chosen on the validation split)**"
+        )
+    ]
+    [card] = [e for e in app.expander if e.label == "Model card (MODEL_CARD.md)"]
+    text = "\n".join(m.value for m in card.markdown)
+    assert text == (run.path / "MODEL_CARD.md").read_text(encoding="utf-8").strip()
+    assert "## Intended use and limits" in text and "It knows 2 classes: daisy, roses." in text
+
+
+def test_choosing_sgd_in_the_form_asks_for_retrain_py_loop(registry) -> None:
+    app = open_page("train")
+    app.radio(key="train_head_fit").set_value("sgd")
+    app = start(app, steps=3)
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    assert registry.get(run_id).run_dir.read_request()["head_fit"] == "sgd"
+    assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
+    app.run()
+    fit = [c.value for c in app.caption if c.value.startswith("Head fit: ")]
+    assert fit == ["Head fit: **SGD (retrain.py's loop): 3 steps of 100 photos at learning rate 0.01**"]
 
 
 def test_second_tab_reattaches_to_the_running_job_instead_of_starting_another(registry, gate) -> None:

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.e2e
 PAGES = [
     ("runs", "Runs"),
     ("train", "Train"),
+    ("compare", "Compare models"),
     ("predict", "Predict"),
     ("tensorboard", "TensorBoard"),
     ("", "Dataset"),

@@ -195,3 +195,30 @@ def sign_in(app: AppTest, password: str) -> AppTest:
     app.text_input(key="access_password").input(password)
     app.button(key=SIGN_IN).click()
     return app.run()
+
+
+def fake_job_registry(monkeypatch: pytest.MonkeyPatch, script: Path) -> Any:
+    """The pages' job registry, running the fake `script` instead of `python -m engine <job>`.
+
+    Args:
+        monkeypatch: the test's monkeypatch (the registry is swapped for the test only).
+        script: tests/support/fake_trainer.py or fake_sweeper.py.
+
+    Returns:
+        The `engine.runs.jobs.JobRegistry` the pages now use.
+    """
+    import sys
+
+    import ui.cached
+    from engine.runs.jobs import JobRegistry
+
+    fake = JobRegistry(command=[sys.executable, str(script)])
+    monkeypatch.setattr(ui.cached, "job_registry", lambda: fake)
+    return fake
+
+
+def hold_fake_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A gate file: a fake job holds after its first step (or candidate) until the file exists."""
+    path = tmp_path / "release"
+    monkeypatch.setenv("FAKE_TRAINER_GATE", str(path))
+    return path

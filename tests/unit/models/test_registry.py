@@ -15,6 +15,8 @@ from tests.support.factories import FIXTURES
 
 EXPECTED_NAMES = [
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     *[f"mobilenet_{a}_{s}" for a in ("1.0", "0.75", "0.50", "0.25") for s in (224, 192, 160, 128)],
     "mobilenet_v2",
     "mobilenet_v3_small",
@@ -35,8 +37,9 @@ def test_unknown_backbone_error_lists_the_known_names() -> None:
         get_backbone("resnet9")
 
 
-def test_default_backbone_weights_are_available_offline() -> None:
-    assert get_backbone("efficientnet_lite0").weights_available()
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_the_lite_backbones_weights_are_available_offline(name: str) -> None:
+    assert get_backbone(name).weights_available()
 
 
 def test_unsupported_input_size_is_refused_with_the_allowed_sizes() -> None:
@@ -49,6 +52,8 @@ def test_unsupported_input_size_is_refused_with_the_allowed_sizes() -> None:
     [
         ("efficientnet_lite0", 224, 0.875),
         ("efficientnet_lite0", 128, 0.875),
+        ("efficientnet_lite1", 240, 240 / 272),
+        ("efficientnet_lite2", 260, 260 / 292),
         ("mobilenet_0.25_128", 128, 1.0),
     ],
 )

@@ -414,7 +414,7 @@ def _real_request(photos: Path, steps: int) -> TrainConfig:
     # random backbone weights: the job plumbing is under test, not the accuracy
     return TrainConfig(
         image_dir=str(photos), architecture="efficientnet_lite0", how_many_training_steps=steps,
-        eval_step_interval=2, weights=None,
+        eval_step_interval=2, weights=None, head_fit="sgd",
     )  # fmt: skip
 
 

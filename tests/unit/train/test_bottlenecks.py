@@ -150,3 +150,36 @@ def test_cache_for_runtime_puts_one_file_per_key_in_the_given_folder(tmp_path) -
     cache = BottleneckCache.for_runtime(MeanColourRuntime(), tmp_path / "bn")
     assert cache.path.parent == tmp_path / "bn"
     assert cache.path.name == f"{feature_key(BACKBONE, SIZE)}.sqlite"
+
+
+def test_split_bottlenecks_cuts_one_extraction_back_into_splits_and_reuses_the_cache(
+    records, tmp_path: Path
+) -> None:
+    from engine.train.bottlenecks import split_bottlenecks
+
+    broken = dataclasses.replace(records[1], path=tmp_path / "missing.jpg")
+    splits = {
+        "train": [records[0], broken, *records[2:6]],
+        "validation": records[6:9],
+        "test": records[9:],
+    }
+    runtime = MeanColourRuntime()
+    features, kept, result = split_bottlenecks(
+        splits, runtime, weights=None, bottleneck_dir=str(tmp_path / "bn"), seed=3
+    )
+    assert [len(kept[s]) for s in splits] == [5, 3, 3]
+    assert broken not in kept["train"] and [str(broken.rel_path)] == [p for p, _ in result.skipped]
+    for name in splits:
+        expected = runtime.features(np.stack([BACKBONE.load(r.path, SIZE) for r in kept[name]]))
+        np.testing.assert_allclose(features[name], expected, atol=1e-4)
+    # a second extraction (another candidate, another sweep) finds every feature cached
+    again = MeanColourRuntime()
+    _, _, second = split_bottlenecks(
+        splits, again, weights=None, bottleneck_dir=str(tmp_path / "bn"), seed=3
+    )
+    assert (second.cached, second.computed, again.batch_sizes) == (11, 0, [])
+    # random weights of another seed are other features: nothing is shared with them
+    _, _, other = split_bottlenecks(
+        splits, MeanColourRuntime(), weights=None, bottleneck_dir=str(tmp_path / "bn"), seed=4
+    )
+    assert other.computed == 11

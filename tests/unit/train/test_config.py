@@ -82,6 +82,7 @@ NON_DEFAULT = {
     "image_dir": "/photos",
     "architecture": "mobilenet_v2",
     "image_size": 160,
+    "head_fit": "sgd",
     "how_many_training_steps": 123,
     "epochs": 2.5,
     "learning_rate": 0.05,

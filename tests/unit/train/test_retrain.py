@@ -92,9 +92,19 @@ def test_stdout_lines_follow_retrain_py(tiny_run: TinyRun) -> None:
 
 
 @pytest.mark.slow
+def test_report_says_retrain_py_sgd_loop_fitted_the_head(tiny_run: TinyRun) -> None:
+    fit = tiny_run.report["head_fit"]
+    assert fit == {
+        "method": "sgd", "requested": "sgd", "reason": None, "steps": 30, "learning_rate": 0.01,
+        "lr_schedule": "constant", "train_batch_size": 16,
+    }  # fmt: skip
+
+
+@pytest.mark.slow
 def test_run_folder_holds_every_artifact(tiny_run: TinyRun) -> None:
     run: RunDir = tiny_run.run
-    for path in (run.config_path, run.status_path, run.model_path, run.labels_path, run.report_path):
+    for path in (run.config_path, run.status_path, run.model_path, run.labels_path, run.report_path,
+                 run.path / "MODEL_CARD.md"):  # fmt: skip
         assert path.is_file(), path
     assert run.read_labels() == ["blue", "green", "red"]
     assert run.read_status()["state"] == "done"
@@ -258,5 +268,8 @@ def test_default_settings_reach_95_percent_on_the_demo_dataset(tmp_path: Path) -
     root = ensure_demo_dataset(tmp_path / "demo")
     run = RunDir.create(tmp_path / "runs", backbone=ARCH)
     report = retrain(TrainConfig(image_dir=str(root), seed=1), run)
-    assert report["steps"] == 4000
+    # the default head fit: L-BFGS to convergence, a step per iteration
+    fit = report["head_fit"]
+    assert (fit["method"], fit["converged"], fit["chosen_on"]) == ("lbfgs", True, "validation")
+    assert report["steps"] == fit["iterations"] < 4000
     assert report["accuracy"] >= 0.95

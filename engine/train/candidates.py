@@ -1,0 +1,291 @@
+"""Leaderboard candidates: what a sweep scores, behind one small interface.
+
+A **candidate** is something that, given the dataset and its split, yields a
+leaderboard row's figures, and can be turned into a full run:
+
+- `name`: its unique id in the leaderboard (`efficientnet_lite0@224`);
+- `kind`: what it is, in words ("transfer learning", "from scratch");
+- `architecture`, `input_size`: what a full run trains (`--architecture`, `--image_size`);
+- `unavailable()`: None when it can run on this machine, else why not (the row is
+  then listed as skipped, with that reason);
+- `evaluate(context)`: scores it on `context.dataset`'s split and returns a
+  `CandidateResult` (test accuracy, macro-F1, float and int8 TFLite size,
+  LiteRT latency per image, int8's accuracy); it reports progress through
+  `context.progress` and polls `context.should_stop` (raising `RunCancelled`
+  or `FitStopped` when told), and may write scratch files into
+  `context.workdir`, which is removed afterwards;
+- `full_run(config)`: the `TrainConfig` that trains it for real on the sweep's
+  data and split (model, labels, exports, report), which the Compare page
+  starts with one click.
+
+`BackboneCandidate` (a pretrained backbone at one input size: cached
+features, the L-BFGS head, the model exported and timed) is the built-in
+kind. Another kind plugs in by registering a factory under its name in
+`CANDIDATE_KINDS` (`name -> (name, SweepConfig) -> [Candidate, ...]`): the
+from-scratch `small_cnn` baseline is meant to be one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from engine.core.progress import ProgressCallback
+from engine.core.rundir import RunDir
+from engine.data.dataset import Dataset
+from engine.models.registry import get_backbone, list_backbones
+from engine.train.config import TrainConfig
+from engine.train.evaluation import evaluate
+
+TRANSFER = "transfer learning"
+
+
+@dataclass
+class SweepContext:
+    """What a candidate is scored with.
+
+    Attributes:
+        config: the sweep's resolved `SweepConfig` (dataset folder, split, seed, weights).
+        dataset: the scanned dataset (its split is the sweep's).
+        workdir: an empty scratch folder for this candidate (removed afterwards).
+        progress: gets progress snapshots (bottlenecks, train, export). Defaults to None.
+        should_stop: True when the sweep is cancelled. Defaults to never.
+        echo: gets lines for the log. Defaults to dropping them.
+    """
+
+    config: Any
+    dataset: Dataset
+    workdir: Path
+    progress: ProgressCallback | None = None
+    should_stop: Callable[[], bool] = lambda: False
+    echo: Callable[[str], None] = lambda line: None
+
+
+@dataclass
+class CandidateResult:
+    """A candidate's figures, all measured on the sweep's test split.
+
+    Attributes:
+        test_accuracy: the model's accuracy (0..1).
+        macro_f1: the mean of the per-class F1 scores.
+        test_count: test photos scored.
+        size_bytes: the float TFLite model's size.
+        int8_size_bytes: the int8 TFLite model's size (None when it could not be made).
+        latency_ms: the float TFLite model's LiteRT time for one photo (median).
+        int8_latency_ms: the same for the int8 model.
+        int8_accuracy: the int8 model's test accuracy.
+        details: anything else worth keeping (the L2, iterations, seconds per phase).
+    """
+
+    test_accuracy: float
+    macro_f1: float
+    test_count: int
+    size_bytes: int | None = None
+    int8_size_bytes: int | None = None
+    latency_ms: float | None = None
+    int8_latency_ms: float | None = None
+    int8_accuracy: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def int8_accuracy_change(self) -> float | None:
+        """int8's test accuracy minus the float model's (negative: int8 loses)."""
+        if self.int8_accuracy is None:
+            return None
+        return round(self.int8_accuracy - self.test_accuracy, 6)
+
+
+class Candidate(Protocol):
+    """Something a sweep scores and can turn into a full run (see the module docstring)."""
+
+    name: str
+    kind: str
+    architecture: str
+    input_size: int
+
+    def unavailable(self) -> str | None: ...
+
+    def evaluate(self, context: SweepContext) -> CandidateResult: ...
+
+    def full_run(self, config: Any) -> TrainConfig: ...
+
+
+def macro_f1(report: dict[str, Any]) -> float:
+    """The mean per-class F1 of an `engine.train.evaluation.evaluate` report."""
+    scores = [row["f1"] for row in report["per_class"]]
+    return round(float(np.mean(scores)), 6) if scores else 0.0
+
+
+@dataclass(frozen=True)
+class BackboneCandidate:
+    """A pretrained backbone at one input size, with the L-BFGS head on its cached features."""
+
+    architecture: str
+    input_size: int
+    kind: str = TRANSFER
+
+    @property
+    def name(self) -> str:
+        """`<backbone>@<side>`."""
+        return f"{self.architecture}@{self.input_size}"
+
+    def unavailable(self) -> str | None:
+        """Why its weights are not usable here, or None."""
+        backbone = get_backbone(self.architecture)
+        if backbone.weights_available(self.input_size):
+            return None
+        return f"no ImageNet weights on this machine: {backbone.weights_hint(self.input_size)}"
+
+    def full_run(self, config: Any) -> TrainConfig:
+        """A training of this backbone and size on the sweep's data and split, exported fully."""
+        return TrainConfig(
+            image_dir=config.image_dir,
+            architecture=self.architecture,
+            image_size=self.input_size,
+            validation_percentage=config.validation_percentage,
+            testing_percentage=config.testing_percentage,
+            class_weights=config.class_weights,
+            seed=config.seed,
+            bottleneck_dir=config.bottleneck_dir,
+            export=True,
+            weights=config.weights,
+        )
+
+    def evaluate(self, context: SweepContext) -> CandidateResult:
+        """Features (cached), the L-BFGS head, then the model exported to float and int8 TFLite."""
+        from engine.models.loading import load_feature_runtime
+        from engine.models.networks import build_feature_extractor
+        from engine.models.runtime import TensorFlowFeatureRuntime
+        from engine.train.bottlenecks import split_bottlenecks
+        from engine.train.head import class_weight_vector
+        from engine.train.softmax import choose_l2
+
+        config, dataset = context.config, context.dataset
+        backbone = get_backbone(self.architecture)
+        seconds: dict[str, float] = {}
+        start = time.monotonic()
+        extractor = build_feature_extractor(
+            backbone.name, input_size=self.input_size, weights=config.weights
+        )
+        if config.weights == "imagenet":
+            runtime = load_feature_runtime(backbone.name, input_size=self.input_size)
+        else:  # random weights differ per build: the model must embed the network that made the features
+            runtime = TensorFlowFeatureRuntime(backbone, self.input_size, extractor)
+        seconds["load"] = time.monotonic() - start
+        splits = {name: list(dataset.split(name)) for name in ("train", "validation", "test")}
+        features, kept, extracted = split_bottlenecks(
+            splits, runtime, weights=config.weights, bottleneck_dir=config.bottleneck_dir,
+            seed=config.seed, decoder="tf" if runtime.runtime == "tensorflow" else "pil",
+            progress=context.progress, should_stop=context.should_stop,
+        )  # fmt: skip
+        seconds["features"] = extracted.seconds
+        index_of = {label: i for i, label in enumerate(dataset.labels)}
+        truth = {name: np.asarray([index_of[r.label] for r in kept[name]], np.int64) for name in kept}
+        counts = np.bincount(truth["train"], minlength=len(index_of)).tolist()
+        fit_start = time.monotonic()
+        head, _ = choose_l2(
+            (features["train"], truth["train"]), (features["validation"], truth["validation"]),
+            len(index_of), sample_weights=class_weight_vector(counts, config.class_weights)[truth["train"]],
+            should_stop=context.should_stop,
+        )  # fmt: skip
+        seconds["fit"] = time.monotonic() - fit_start
+        report = evaluate(dataset.labels, truth["test"], head.probabilities(features["test"]))
+        export_start = time.monotonic()
+        exported = self._export(context, extractor, head, report)
+        seconds["export"] = time.monotonic() - export_start
+        float_figures, int8 = exported.get("tflite", {}), exported.get("tflite_int8", {})
+        return CandidateResult(
+            test_accuracy=report["accuracy"],
+            macro_f1=macro_f1(report),
+            test_count=report["count"],
+            size_bytes=float_figures.get("size_bytes"),
+            int8_size_bytes=int8.get("size_bytes"),
+            latency_ms=float_figures.get("latency_ms"),
+            int8_latency_ms=int8.get("latency_ms"),
+            int8_accuracy=int8.get("accuracy"),
+            details={
+                "l2": head.l2,
+                "iterations": head.iterations,
+                "tflite_accuracy": float_figures.get("accuracy"),
+                "features_cached": extracted.cached,
+                "features_computed": extracted.computed,
+                "skipped": len(extracted.skipped),
+                "seconds": {k: round(v, 3) for k, v in seconds.items()},
+                "runtime": runtime.runtime,
+            },
+        )
+
+    def _export(
+        self, context: SweepContext, extractor: Any, head: Any, report: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """The model (backbone + head) exported and scored as a run's exports are."""
+        from engine.serve.export import export_run
+        from engine.train.head import Head, assemble_model
+
+        backbone = get_backbone(self.architecture)
+        layer = Head(
+            len(context.dataset.labels), backbone.feature_size, 0.0, int(context.config.seed or 0)
+        )
+        layer.dense.kernel.assign(head.kernel)
+        layer.dense.bias.assign(head.bias)
+        scratch = RunDir(context.workdir)
+        context.workdir.mkdir(parents=True, exist_ok=True)
+        assemble_model(extractor, layer, backbone.name, self.input_size).save(scratch.model_path)
+        scratch.write_labels(list(context.dataset.labels))
+        scratch.write_config(
+            {
+                "input_size": self.input_size,
+                "crop_fraction": backbone.crop_fraction,
+                "resample": backbone.resample,
+            }
+        )
+        scratch.write_report(report)
+        return export_run(
+            scratch,
+            formats=("tflite", "tflite_int8"),
+            dataset=context.dataset,
+            progress=context.progress,
+        )
+
+
+# Candidate kinds other than the registry's backbones, by name (see the module docstring).
+CandidateFactory = Callable[[str, Any], list[Candidate]]
+CANDIDATE_KINDS: dict[str, CandidateFactory] = {}
+
+
+def known_candidates() -> list[str]:
+    """Every name `--architectures` accepts: the registered backbones, then the other kinds."""
+    backbones = [b.name for b in list_backbones()]
+    return backbones + [kind for kind in CANDIDATE_KINDS if kind not in backbones]
+
+
+def candidates_for(config: Any) -> list[Candidate]:
+    """The candidates a sweep config asks for, in order.
+
+    Named ones are taken as given; with none named, every registered backbone
+    whose weights are on this machine, then every other registered kind.
+
+    Args:
+        config: a `SweepConfig`.
+
+    Returns:
+        The candidates (some may be unavailable; the sweep lists those as skipped).
+    """
+    names = config.names()
+    if not names:
+        names = [b.name for b in list_backbones() if b.weights_available()] + list(CANDIDATE_KINDS)
+    out: list[Candidate] = []
+    for name in names:
+        factory = CANDIDATE_KINDS.get(name)
+        if factory is not None:
+            out.extend(factory(name, config))
+            continue
+        backbone = get_backbone(name)
+        sizes = backbone.input_sizes if config.sizes == "all" else (backbone.input_size,)
+        out.extend(BackboneCandidate(name, size) for size in sizes)
+    return out
