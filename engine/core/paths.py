@@ -76,21 +76,29 @@ def using_model_dir(folder: str | os.PathLike[str] | None) -> Iterator[None]:
 
 
 def backbone_file(name: str) -> Path:
-    """Where the converted-backbone file `name` is: in `--model_dir` first, then the cache.
+    """Where the converted-backbone file `name` is: in `--model_dir` when given, else the cache.
+
+    Like retrain.py, a training given `--model_dir` leaves the weights it used
+    there: a conversion the cache already holds is copied in (atomically), so
+    the folder is complete even when nothing had to be converted.
 
     Args:
         name: the file's name (a converted weights file or a .tflite).
 
     Returns:
-        The first existing copy, else where a new one is kept (`--model_dir` when
-        given, else `cache_dir()/backbones`).
+        `--model_dir`/name when `--model_dir` is given (existing, copied from
+        the cache, or where a new conversion goes), else `cache_dir()/backbones`/name.
     """
+    cached = cache_dir() / "backbones" / name
     chosen = model_dir()
-    folders = [*([chosen] if chosen is not None else []), cache_dir() / "backbones"]
-    for folder in folders:
-        if (folder / name).is_file():
-            return folder / name
-    return folders[0] / name
+    if chosen is None:
+        return cached
+    kept = chosen / name
+    if not kept.is_file() and cached.is_file():
+        from engine.core.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(kept, cached.read_bytes())
+    return kept
 
 
 def weights_dirs() -> list[Path]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.core.errors import StudioError
+from engine.core.errors import StudioError, disk_full_error
 from engine.serve.model_info import model_kind
 
 
@@ -113,7 +113,9 @@ def _load_keras(path: Path) -> Any:
             alias.symlink_to(path.resolve())
             return keras.saving.load_model(alias, compile=False)
     except (ValueError, OSError) as exc:
-        raise StudioError(f"{path} is not a loadable Keras model ({exc})") from exc
+        # Keras unpacks a large model into a temporary folder first: no room
+        # there is a full disk, not a bad model.
+        raise disk_full_error(exc) or StudioError(f"{path} is not a loadable Keras model ({exc})") from exc
 
 
 def load_model(path: str | os.PathLike[str]) -> LiteModel | KerasModel:

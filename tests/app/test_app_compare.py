@@ -17,7 +17,14 @@ import pytest
 from engine.runs.jobs import JobRegistry
 from engine.runs.listing import list_runs
 from engine.train.sweep_config import SweepConfig
-from tests.support.app import fake_job_registry, hold_fake_jobs, open_page, plotly_titles, trace_names
+from tests.support.app import (
+    fake_job_registry,
+    hold_fake_jobs,
+    open_page,
+    plotly_titles,
+    shown,
+    trace_names,
+)
 from tests.support.cli import REPO_ROOT
 from tests.support.waiting import wait_for
 
@@ -112,7 +119,9 @@ def test_one_click_makes_a_candidate_a_full_run_followed_on_the_train_page(regis
         True,
     )
     assert request["image_dir"] == sweep.run_dir.read_request()["image_dir"]  # the sweep's data
-    assert any(training.run_id in h.value for h in app.subheader)  # now on the Train page, following it
+    assert any(
+        training.run_id in shown(h.value) for h in app.subheader
+    )  # now on the Train page, following it
     assert registry.get(training.run_id).wait(JOB_DEADLINE_S) == "done"
 
 

@@ -110,7 +110,7 @@ def test_finished_job_says_which_fit_trained_the_head_and_shows_the_model_card(r
     assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
     app.run()
     assert not app.exception
-    fit = [c.value for c in app.caption if c.value.startswith("Head fit: ")]
+    fit = [shown(c.value) for c in app.caption if c.value.startswith("Head fit: ")]
     assert fit == [
         (
             "Head fit: **L-BFGS, full batch on the cached features: converged after 3 iterations, "
@@ -118,7 +118,8 @@ def test_finished_job_says_which_fit_trained_the_head_and_shows_the_model_card(r
         )
     ]
     [card] = [e for e in app.expander if e.label == "Model card (MODEL_CARD.md)"]
-    text = "\n".join(m.value for m in card.markdown)
+    [code] = card.code  # shown as its source: the card quotes folder names, never rendered
+    text = code.value
     assert text == (run.path / "MODEL_CARD.md").read_text(encoding="utf-8").strip()
     assert "## Intended use and limits" in text and "It knows 2 classes: daisy, roses." in text
 
@@ -131,7 +132,7 @@ def test_choosing_sgd_in_the_form_asks_for_retrain_py_loop(registry) -> None:
     assert registry.get(run_id).run_dir.read_request()["head_fit"] == "sgd"
     assert registry.get(run_id).wait(JOB_DEADLINE_S) == "done"
     app.run()
-    fit = [c.value for c in app.caption if c.value.startswith("Head fit: ")]
+    fit = [shown(c.value) for c in app.caption if c.value.startswith("Head fit: ")]
     assert fit == ["Head fit: **SGD (retrain.py's loop): 3 steps of 100 photos at learning rate 0.01**"]
 
 

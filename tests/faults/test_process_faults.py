@@ -194,7 +194,7 @@ def test_a_full_disk_during_an_export_keeps_the_previous_model(
     assert (
         proc.stdout.strip()
         .splitlines()[-1]
-        .startswith("error: the disk is full or a file size limit was reached for converting to TFLite")
+        .startswith("error: the disk is full or a file size limit was reached")
     )
     assert copy.tflite_path.read_bytes() == previous
     assert sorted(p.name for p in copy.export_dir.iterdir()) == sorted(

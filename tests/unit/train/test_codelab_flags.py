@@ -15,7 +15,7 @@ from engine.train.retrain import retrain
 from tests.support.tiny_model import ARCH, LABELS, TinyRun, tiny_config
 
 
-def test_model_dir_is_looked_in_first_and_keeps_new_files(tmp_path: Path) -> None:
+def test_model_dir_is_looked_in_first_and_keeps_every_file_used(tmp_path: Path) -> None:
     cached = paths.cache_dir() / "backbones" / "only-in-cache.tflite"
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_bytes(b"x")
@@ -23,7 +23,9 @@ def test_model_dir_is_looked_in_first_and_keeps_new_files(tmp_path: Path) -> Non
     (mine).mkdir()
     (mine / "in-both.tflite").write_bytes(b"y")
     with paths.using_model_dir(mine):
-        assert paths.backbone_file("only-in-cache.tflite") == cached  # found in the cache
+        # found in the cache and kept in model_dir, as retrain.py leaves its weights there
+        assert paths.backbone_file("only-in-cache.tflite") == mine / "only-in-cache.tflite"
+        assert (mine / "only-in-cache.tflite").read_bytes() == b"x" and cached.read_bytes() == b"x"
         assert paths.backbone_file("in-both.tflite") == mine / "in-both.tflite"  # model_dir first
         assert paths.backbone_file("new.tflite") == mine / "new.tflite"  # new files kept there
         assert paths.weights_dirs()[0] == mine
