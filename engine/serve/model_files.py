@@ -115,7 +115,9 @@ def _load_keras(path: Path) -> Any:
     except (ValueError, OSError) as exc:
         # Keras unpacks a large model into a temporary folder first: no room
         # there is a full disk, not a bad model.
-        raise disk_full_error(exc) or StudioError(f"{path} is not a loadable Keras model ({exc})") from exc
+        raise disk_full_error(exc) or StudioError(
+            f"{path} is not a loadable Keras model ({exc})"
+        ) from exc
 
 
 def load_model(path: str | os.PathLike[str]) -> LiteModel | KerasModel:
