@@ -34,7 +34,8 @@ def offered_candidates() -> tuple[list[str], list[str]]:
     names = [b.name for b in backbones] + [
         k for k in CANDIDATE_KINDS if k not in {b.name for b in backbones}
     ]
-    ready = [b.name for b in backbones if b.weights_available()] + list(CANDIDATE_KINDS)
+    ready = [b.name for b in backbones if b.pretrained and b.weights_available()]
+    ready += list(CANDIDATE_KINDS)  # small_cnn, the from-scratch baseline, among them
     return names, ready
 
 

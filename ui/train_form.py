@@ -25,8 +25,10 @@ HEAD_FIT_LABELS = {
 
 
 def backbone_label(backbone: Backbone) -> str:
-    """`efficientnet_lite0 · 224 px · ready` (or `weights missing`)."""
+    """`efficientnet_lite0 · 224 px · ready` (or `weights missing`, or `trained from scratch`)."""
     ready = "ready" if backbone.weights_available() else "weights missing"
+    if not backbone.pretrained:
+        ready = "trained from scratch"
     return f"{backbone.name} · {backbone.input_size} px · {ready}"
 
 
