@@ -39,6 +39,12 @@ def offered_candidates() -> tuple[list[str], list[str]]:
     return names, ready
 
 
+def candidate_label(name: str) -> str:
+    """A candidate's name as the form shows it: the from-scratch baseline says so."""
+    known = {b.name: b for b in list_backbones()}
+    return f"{name} (from scratch)" if name in known and not known[name].pretrained else name
+
+
 def render_sweep_settings(image_dir: Path, *, disabled: bool) -> SweepConfig | None:
     """The new-comparison form; a validated SweepConfig when Start is pressed, else None.
 
@@ -50,6 +56,7 @@ def render_sweep_settings(image_dir: Path, *, disabled: bool) -> SweepConfig | N
     with st.form("compare_settings", border=True):
         chosen = st.multiselect(
             "Candidates", names, default=ready, key="compare_architectures",
+            format_func=candidate_label,
             help=SweepConfig.__dataclass_fields__["architectures"].metadata["setting"].help,
         )  # fmt: skip
         sizes = st.radio(

@@ -210,6 +210,7 @@ class ScratchLoop:
             validation_data=validation,
             validation_batch_size=PREDICT_BATCH,
             class_weight=dict(enumerate(weights.tolist())),
+            shuffle=False,  # the dataset shuffles itself, reshuffled every epoch
             callbacks=callbacks,
             verbose=0,
         )

@@ -181,21 +181,25 @@ def test_inspect_logs_lists_the_tags_tensorboard_inspect_lists(small_cnn_run) ->
 
 
 @pytest.mark.slow
-def test_the_sweep_scores_small_cnn_as_the_from_scratch_row(tmp_path: Path) -> None:
+def test_the_sweep_scores_small_cnn_as_the_from_scratch_row(tmp_path: Path, monkeypatch) -> None:
+    from engine.core.rundir import RunDir
+    from engine.train import candidates as candidates_module
+    from engine.train.sweep import run_sweep
+
+    monkeypatch.setitem(candidates_module.SCRATCH_RECIPE, "epochs", 3.0)  # the recipe's 60: a minute
     photos = write_class_folders(tmp_path / "photos", CLASSES)
-    out = run_engine(
-        "sweep", "--image_dir", str(photos), "--architectures", "small_cnn", "--sizes", "default",
-        "--seed", "4",
-        "--validation_percentage", "25", "--testing_percentage", "25",
-        "--output_dir", str(tmp_path / "board"), home=tmp_path / "home",
+    config = SweepConfig(
+        image_dir=str(photos), architectures="small_cnn", sizes="default", seed=4,
+        validation_percentage=25, testing_percentage=25,
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "Candidate 1 of 1: small_cnn@64 (from scratch)" in out.stdout
-    board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
+    run, lines = RunDir.create(tmp_path / "runs", backbone="sweep"), []
+    board = run_sweep(config, run, echo=lines.append)
+    assert "Candidate 1 of 1: small_cnn@64 (from scratch)" in lines
+    assert any(line.startswith("small_cnn@64: test accuracy = ") for line in lines)
     (row,) = board["rows"]
     assert (row["candidate"], row["kind"], row["error"]) == ("small_cnn@64", "from scratch", None)
     assert row["test_count"] == 6 and 0.0 <= row["test_accuracy"] <= 1.0
     assert row["size_bytes"] > 0 and row["int8_size_bytes"] > 0 and row["latency_ms"] > 0
-    assert row["details"]["epochs"] == SCRATCH_RECIPE["epochs"]
-    assert row["full_run"]["architecture"] == "small_cnn" and row["full_run"]["epochs"] == 60.0
-    assert not (tmp_path / "board" / "candidates").exists()
+    assert row["details"]["epochs"] == 3 and row["details"]["steps"] == 3 * 1  # 12 photos, batch 32
+    assert row["full_run"]["architecture"] == "small_cnn" and row["full_run"]["epochs"] == 3.0
+    assert not (run.path / "candidates").exists()
