@@ -45,6 +45,12 @@ def render_backbone_picker(backbones: list[Backbone], default: str) -> Backbone:
     )
     backbone = by_name[name]
     st.caption(f"{backbone.weights_source}; {backbone.normalization}.")
+    if not backbone.pretrained:
+        st.caption(
+            "Every layer is trained on your photos (augmentation on): a step is one batch, and "
+            "each epoch logs every layer's histograms. About 500 steps of 32 photos (60 epochs of "
+            "the demo) take under a minute; 4,000 steps of 100 are over a thousand epochs."
+        )
     if not backbone.weights_available():
         st.warning(
             public_text(f"No ImageNet weights for {name} on this machine: {backbone.weights_hint()}")

@@ -181,6 +181,31 @@ def test_inspect_logs_lists_the_tags_tensorboard_inspect_lists(small_cnn_run) ->
 
 
 @pytest.mark.slow
+def test_cancelling_a_small_cnn_run_stops_after_the_batch_and_keeps_the_model_so_far(tmp_path) -> None:
+    from engine.core.rundir import RunDir
+    from engine.serve.model_info import read_info
+    from engine.train.config import TrainConfig
+    from engine.train.retrain import retrain
+
+    photos = write_class_folders(tmp_path / "photos", CLASSES)
+    run = RunDir.create(tmp_path / "runs", backbone="small_cnn")
+    config = TrainConfig(
+        image_dir=str(photos), architecture="small_cnn", epochs=50, train_batch_size=4, seed=2,
+        validation_percentage=25, testing_percentage=25,
+    )  # fmt: skip
+
+    def on_event(event: dict) -> None:
+        if event["event"] == "step" and event["step"] == 5:
+            run.request_cancel()
+
+    result = retrain(config, run, on_event=on_event)
+    assert result == {"cancelled": True, "step": 5}  # 50 epochs of 3 steps asked for
+    assert run.read_status()["state"] == "cancelled"
+    assert read_info(run.model_path)["labels"] == sorted(CLASSES)
+    assert (run.path / "labels.txt").is_file()
+
+
+@pytest.mark.slow
 def test_the_sweep_scores_small_cnn_as_the_from_scratch_row(tmp_path: Path, monkeypatch) -> None:
     from engine.core.rundir import RunDir
     from engine.train import candidates as candidates_module
