@@ -28,7 +28,7 @@ from engine.train.candidates import (
 )
 from engine.train.sweep_config import SweepConfig
 from tests.support.cli import run_engine
-from tests.support.factories import write_class_folders
+from tests.support.factories import FIXTURES, write_class_folders
 
 CLASSES = {"red": 8, "green": 8, "blue": 8}
 
@@ -66,6 +66,15 @@ def test_the_backbones_command_shows_small_cnn_as_trained_from_scratch() -> None
     assert out.returncode == 0, out.stderr
     row = next(line for line in out.stdout.splitlines() if line.startswith("small_cnn"))
     assert "trained from scratch" in row and "64/96" in row and "download" not in row
+
+
+def test_asking_small_cnn_for_its_imagenet_answer_is_one_error_line() -> None:
+    out = run_engine("imagenet", "--image", str(FIXTURES / "flower.jpg"), "--architecture", "small_cnn")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        "error: small_cnn has no ImageNet classifier (it is trained from scratch); "
+        "choose a pretrained architecture such as efficientnet_lite0"
+    )
 
 
 def test_the_sweep_offers_small_cnn_once_labelled_from_scratch() -> None:
