@@ -18,31 +18,14 @@ Everything goes under a fresh temporary folder (removed at the end).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _sweep(home: Path, out: Path, architectures: str, seed: int) -> tuple[float, dict]:
-    env = {**os.environ, "RETRAIN_STUDIO_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("RETRAIN_STUDIO_CACHE", None)
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "engine", "sweep", "--architectures", architectures,
-         "--sizes", "default", "--seed", str(seed), "--output_dir", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return seconds, json.loads((out / "leaderboard.json").read_text())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sweep import _sweep  # the same sweep command, one seed per call
 
 
 def main() -> None:
@@ -54,7 +37,8 @@ def main() -> None:
     scratch: list[dict] = []
     try:
         for seed in (int(s) for s in args.seeds.split(",")):
-            seconds, board = _sweep(work / "home", work / f"sweep-{seed}", args.architectures, seed)
+            sweep_args = argparse.Namespace(architectures=args.architectures, sizes="default")
+            seconds, board = _sweep(work / "home", work / f"sweep-{seed}", sweep_args, seed)
             print(f"\n== seed {seed}: {seconds:.0f} s wall (load average {os.getloadavg()[0]:.1f})")
             print(f"{'candidate':<24} {'kind':<18} {'acc':>6} {'F1':>6} {'MB':>6} {'ms':>6}  seconds")
             for row in board["rows"]:

@@ -128,6 +128,23 @@ def split_truth(labels: Any, splits: dict[str, list[Any]]) -> dict[str, np.ndarr
     return {k: np.asarray([index_of[r.label] for r in recs], np.int64) for k, recs in splits.items()}
 
 
+def full_run_config(config: Any, architecture: str, input_size: int, **settings: Any) -> TrainConfig:
+    """A full, exported training of `architecture` at `input_size` on a sweep's data, split and seed.
+
+    Args:
+        config: the sweep's `SweepConfig`.
+        architecture: what to train.
+        input_size: its input side.
+        **settings: more `TrainConfig` fields.
+    """
+    return TrainConfig(
+        image_dir=config.image_dir, architecture=architecture, image_size=input_size,
+        validation_percentage=config.validation_percentage,
+        testing_percentage=config.testing_percentage, class_weights=config.class_weights,
+        seed=config.seed, export=True, weights=config.weights, **settings,
+    )  # fmt: skip
+
+
 def macro_f1(report: dict[str, Any]) -> float:
     """The mean per-class F1 of an `engine.train.evaluation.evaluate` report."""
     scores = [row["f1"] for row in report["per_class"]]
@@ -156,17 +173,8 @@ class BackboneCandidate:
 
     def full_run(self, config: Any) -> TrainConfig:
         """A training of this backbone and size on the sweep's data and split, exported fully."""
-        return TrainConfig(
-            image_dir=config.image_dir,
-            architecture=self.architecture,
-            image_size=self.input_size,
-            validation_percentage=config.validation_percentage,
-            testing_percentage=config.testing_percentage,
-            class_weights=config.class_weights,
-            seed=config.seed,
-            bottleneck_dir=config.bottleneck_dir,
-            export=True,
-            weights=config.weights,
+        return full_run_config(
+            config, self.architecture, self.input_size, bottleneck_dir=config.bottleneck_dir
         )
 
     def evaluate(self, context: SweepContext) -> CandidateResult:
@@ -311,18 +319,7 @@ class ScratchCandidate:
 
     def full_run(self, config: Any) -> TrainConfig:
         """The training this candidate runs (`SCRATCH_RECIPE`), on the sweep's data and split."""
-        return TrainConfig(
-            image_dir=config.image_dir,
-            architecture=self.architecture,
-            image_size=self.input_size,
-            validation_percentage=config.validation_percentage,
-            testing_percentage=config.testing_percentage,
-            class_weights=config.class_weights,
-            seed=config.seed,
-            export=True,
-            weights=config.weights,
-            **SCRATCH_RECIPE,
-        )
+        return full_run_config(config, self.architecture, self.input_size, **SCRATCH_RECIPE)
 
     def evaluate(self, context: SweepContext) -> CandidateResult:
         """Train the network from scratch, score it on the test split, export and time it."""
