@@ -168,7 +168,8 @@ class ScratchLoop:
         """Run every epoch; raises `RunCancelled` when `should_stop` says so (the weights so far kept).
 
         Args:
-            summaries: the run's `Summaries` (unused: the Keras callback writes the logs).
+            summaries: the run's `Summaries`: its train writer gets the op graph of the
+                model's forward pass (the Keras callback writes the rest). Defaults to None.
         """
         import keras
 
@@ -202,6 +203,8 @@ class ScratchLoop:
                     log_dir=str(self.tb_dir), histogram_freq=1, write_graph=True, update_freq="epoch"
                 )
             )
+        if summaries is not None and self.tb_dir is not None:
+            self._write_op_graph(summaries.train, train_images[:1])
         start = time.monotonic()
         self._tracker = ProgressTracker("train", self.steps, self._progress, unit="steps")
         self.model.fit(
@@ -219,6 +222,16 @@ class ScratchLoop:
                                        self.batch)  # fmt: skip
         if self.step < self.steps:
             raise RunCancelled
+
+    def _write_op_graph(self, writer: Any, sample: np.ndarray) -> None:
+        """The forward pass's op graph, for TensorBoard's Graphs tab beside the Keras one."""
+        import tensorflow as tf
+
+        forward = tf.function(lambda x: self.model(x, training=False))
+        tf.summary.trace_on(graph=True, profiler=False)
+        forward(tf.constant(sample))
+        with writer.as_default():
+            tf.summary.trace_export(name="forward_pass", step=0)
 
     def test_predictions(self) -> tuple[list[Any], np.ndarray, np.ndarray]:
         """Probabilities on the whole test split."""

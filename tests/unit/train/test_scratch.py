@@ -166,7 +166,7 @@ def test_inspect_logs_lists_the_tags_tensorboard_inspect_lists(small_cnn_run) ->
     for layer in ("conv1", "conv2", "final_result"):
         for weight in ("kernel", "bias"):
             assert train[f"{layer}/{weight}/histogram"] == "histogram", (layer, weight)
-    assert train["keras"] == "graph"
+    assert train["keras"] == train["forward_pass"] == "graph"  # the Keras graph and the op graph
     assert train["epoch_learning_rate"] == train["epoch_accuracy"] == "scalar"
     assert listed["validation"]["epoch_accuracy"] == "scalar"
 
