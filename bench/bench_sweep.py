@@ -28,13 +28,13 @@ REPO = Path(__file__).resolve().parent.parent
 LITE = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
 
 
-def _sweep(home: Path, out: Path, args: argparse.Namespace) -> tuple[float, dict]:
+def _sweep(home: Path, out: Path, args: argparse.Namespace, seed: int = 1) -> tuple[float, dict]:
     env = {**os.environ, "RETRAIN_STUDIO_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("RETRAIN_STUDIO_CACHE", None)
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "engine", "sweep", "--architectures", args.architectures,
-         "--sizes", args.sizes, "--seed", "1", "--output_dir", str(out)],
+         "--sizes", args.sizes, "--seed", str(seed), "--output_dir", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     seconds = time.perf_counter() - start

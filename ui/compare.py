@@ -34,8 +34,15 @@ def offered_candidates() -> tuple[list[str], list[str]]:
     names = [b.name for b in backbones] + [
         k for k in CANDIDATE_KINDS if k not in {b.name for b in backbones}
     ]
-    ready = [b.name for b in backbones if b.weights_available()] + list(CANDIDATE_KINDS)
+    ready = [b.name for b in backbones if b.pretrained and b.weights_available()]
+    ready += list(CANDIDATE_KINDS)  # small_cnn, the from-scratch baseline, among them
     return names, ready
+
+
+def candidate_label(name: str) -> str:
+    """A candidate's name as the form shows it: the from-scratch baseline says so."""
+    known = {b.name: b for b in list_backbones()}
+    return f"{name} (from scratch)" if name in known and not known[name].pretrained else name
 
 
 def render_sweep_settings(image_dir: Path, *, disabled: bool) -> SweepConfig | None:
@@ -49,6 +56,7 @@ def render_sweep_settings(image_dir: Path, *, disabled: bool) -> SweepConfig | N
     with st.form("compare_settings", border=True):
         chosen = st.multiselect(
             "Candidates", names, default=ready, key="compare_architectures",
+            format_func=candidate_label,
             help=SweepConfig.__dataclass_fields__["architectures"].metadata["setting"].help,
         )  # fmt: skip
         sizes = st.radio(

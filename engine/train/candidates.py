@@ -21,8 +21,10 @@ leaderboard row's figures, and can be turned into a full run:
 `BackboneCandidate` (a pretrained backbone at one input size: cached
 features, the L-BFGS head, the model exported and timed) is the built-in
 kind. Another kind plugs in by registering a factory under its name in
-`CANDIDATE_KINDS` (`name -> (name, SweepConfig) -> [Candidate, ...]`): the
-from-scratch `small_cnn` baseline is meant to be one.
+`CANDIDATE_KINDS` (`name -> (name, SweepConfig) -> [Candidate, ...]`):
+`ScratchCandidate`, the from-scratch `small_cnn` baseline (the whole network
+trained on the photos by `engine.train.scratch`, kind "from scratch"), is
+registered that way, so users see what transfer learning buys them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate
 
 TRANSFER = "transfer learning"
+FROM_SCRATCH = "from scratch"
+SPLITS = ("train", "validation", "test")
+# How a sweep (and the full run it offers) trains small_cnn: enough epochs for the
+# demo's accuracy to level off, in under a minute on two CPU cores (BENCHMARKS.md).
+SCRATCH_RECIPE = {"epochs": 60.0, "train_batch_size": 32, "learning_rate": 0.01}
 
 
 @dataclass
@@ -115,6 +122,29 @@ class Candidate(Protocol):
     def full_run(self, config: Any) -> TrainConfig: ...
 
 
+def split_truth(labels: Any, splits: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+    """The class index of every record, per split."""
+    index_of = {label: i for i, label in enumerate(labels)}
+    return {k: np.asarray([index_of[r.label] for r in recs], np.int64) for k, recs in splits.items()}
+
+
+def full_run_config(config: Any, architecture: str, input_size: int, **settings: Any) -> TrainConfig:
+    """A full, exported training of `architecture` at `input_size` on a sweep's data, split and seed.
+
+    Args:
+        config: the sweep's `SweepConfig`.
+        architecture: what to train.
+        input_size: its input side.
+        **settings: more `TrainConfig` fields.
+    """
+    return TrainConfig(
+        image_dir=config.image_dir, architecture=architecture, image_size=input_size,
+        validation_percentage=config.validation_percentage,
+        testing_percentage=config.testing_percentage, class_weights=config.class_weights,
+        seed=config.seed, export=True, weights=config.weights, **settings,
+    )  # fmt: skip
+
+
 def macro_f1(report: dict[str, Any]) -> float:
     """The mean per-class F1 of an `engine.train.evaluation.evaluate` report."""
     scores = [row["f1"] for row in report["per_class"]]
@@ -143,17 +173,8 @@ class BackboneCandidate:
 
     def full_run(self, config: Any) -> TrainConfig:
         """A training of this backbone and size on the sweep's data and split, exported fully."""
-        return TrainConfig(
-            image_dir=config.image_dir,
-            architecture=self.architecture,
-            image_size=self.input_size,
-            validation_percentage=config.validation_percentage,
-            testing_percentage=config.testing_percentage,
-            class_weights=config.class_weights,
-            seed=config.seed,
-            bottleneck_dir=config.bottleneck_dir,
-            export=True,
-            weights=config.weights,
+        return full_run_config(
+            config, self.architecture, self.input_size, bottleneck_dir=config.bottleneck_dir
         )
 
     def evaluate(self, context: SweepContext) -> CandidateResult:
@@ -177,20 +198,19 @@ class BackboneCandidate:
         else:  # random weights differ per build: the model must embed the network that made the features
             runtime = TensorFlowFeatureRuntime(backbone, self.input_size, extractor)
         seconds["load"] = time.monotonic() - start
-        splits = {name: list(dataset.split(name)) for name in ("train", "validation", "test")}
+        splits = {name: list(dataset.split(name)) for name in SPLITS}
         features, kept, extracted = split_bottlenecks(
             splits, runtime, weights=config.weights, bottleneck_dir=config.bottleneck_dir,
             seed=config.seed, decoder="tf" if runtime.runtime == "tensorflow" else "pil",
             progress=context.progress, should_stop=context.should_stop,
         )  # fmt: skip
         seconds["features"] = extracted.seconds
-        index_of = {label: i for i, label in enumerate(dataset.labels)}
-        truth = {name: np.asarray([index_of[r.label] for r in kept[name]], np.int64) for name in kept}
-        counts = np.bincount(truth["train"], minlength=len(index_of)).tolist()
+        truth = split_truth(dataset.labels, kept)
+        counts = np.bincount(truth["train"], minlength=len(dataset.labels)).tolist()
         fit_start = time.monotonic()
         head, _ = choose_l2(
             (features["train"], truth["train"]), (features["validation"], truth["validation"]),
-            len(index_of), sample_weights=class_weight_vector(counts, config.class_weights)[truth["train"]],
+            len(dataset.labels), sample_weights=class_weight_vector(counts, config.class_weights)[truth["train"]],
             should_stop=context.should_stop,
         )  # fmt: skip
         seconds["fit"] = time.monotonic() - fit_start
@@ -198,33 +218,23 @@ class BackboneCandidate:
         export_start = time.monotonic()
         exported = self._export(context, extractor, head, report)
         seconds["export"] = time.monotonic() - export_start
-        float_figures, int8 = exported.get("tflite", {}), exported.get("tflite_int8", {})
-        return CandidateResult(
-            test_accuracy=report["accuracy"],
-            macro_f1=macro_f1(report),
-            test_count=report["count"],
-            size_bytes=float_figures.get("size_bytes"),
-            int8_size_bytes=int8.get("size_bytes"),
-            latency_ms=float_figures.get("latency_ms"),
-            int8_latency_ms=int8.get("latency_ms"),
-            int8_accuracy=int8.get("accuracy"),
-            details={
+        return exported_result(
+            report, exported,
+            {
                 "l2": head.l2,
                 "iterations": head.iterations,
-                "tflite_accuracy": float_figures.get("accuracy"),
                 "features_cached": extracted.cached,
                 "features_computed": extracted.computed,
                 "skipped": len(extracted.skipped),
                 "seconds": {k: round(v, 3) for k, v in seconds.items()},
                 "runtime": runtime.runtime,
             },
-        )
+        )  # fmt: skip
 
     def _export(
         self, context: SweepContext, extractor: Any, head: Any, report: dict[str, Any]
     ) -> dict[str, dict[str, Any]]:
         """The model (backbone + head) exported and scored as a run's exports are."""
-        from engine.serve.export import export_run
         from engine.train.head import Head, assemble_model
 
         backbone = get_backbone(self.architecture)
@@ -233,29 +243,129 @@ class BackboneCandidate:
         )
         layer.dense.kernel.assign(head.kernel)
         layer.dense.bias.assign(head.bias)
-        scratch = RunDir(context.workdir)
-        context.workdir.mkdir(parents=True, exist_ok=True)
-        assemble_model(extractor, layer, backbone.name, self.input_size).save(scratch.model_path)
-        scratch.write_labels(list(context.dataset.labels))
-        scratch.write_config(
-            {
-                "input_size": self.input_size,
-                "crop_fraction": backbone.crop_fraction,
-                "resample": backbone.resample,
-            }
-        )
-        scratch.write_report(report)
-        return export_run(
-            scratch,
-            formats=("tflite", "tflite_int8"),
-            dataset=context.dataset,
+        model = assemble_model(extractor, layer, backbone.name, self.input_size)
+        return export_candidate(context, model, self.architecture, self.input_size, report)
+
+
+def export_candidate(
+    context: SweepContext, model: Any, architecture: str, input_size: int, report: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """A candidate's model saved into its scratch folder, exported to float and int8 TFLite, scored.
+
+    Args:
+        context: the candidate's context (its `workdir` gets the files).
+        model: the Keras model (uint8 in, probabilities out).
+        architecture: the backbone it is built on (its geometry prepares the test photos).
+        input_size: the input side.
+        report: the Keras model's test report.
+
+    Returns:
+        `engine.serve.export.export_run`'s figures per format.
+    """
+    from engine.serve.export import export_run
+
+    backbone = get_backbone(architecture)
+    scratch = RunDir(context.workdir)
+    context.workdir.mkdir(parents=True, exist_ok=True)
+    model.save(scratch.model_path)
+    scratch.write_labels(list(context.dataset.labels))
+    scratch.write_config(
+        {
+            "input_size": input_size,
+            "crop_fraction": backbone.crop_fraction,
+            "resample": backbone.resample,
+        }
+    )
+    scratch.write_report(report)
+    return export_run(
+        scratch, formats=("tflite", "tflite_int8"), dataset=context.dataset, progress=context.progress
+    )
+
+
+def exported_result(
+    report: dict[str, Any], exported: dict[str, dict[str, Any]], details: dict[str, Any]
+) -> CandidateResult:
+    """A `CandidateResult` from the Keras model's test report and its exports' figures."""
+    float_figures, int8 = exported.get("tflite", {}), exported.get("tflite_int8", {})
+    return CandidateResult(
+        test_accuracy=report["accuracy"],
+        macro_f1=macro_f1(report),
+        test_count=report["count"],
+        size_bytes=float_figures.get("size_bytes"),
+        int8_size_bytes=int8.get("size_bytes"),
+        latency_ms=float_figures.get("latency_ms"),
+        int8_latency_ms=int8.get("latency_ms"),
+        int8_accuracy=int8.get("accuracy"),
+        details={"tflite_accuracy": float_figures.get("accuracy"), **details},
+    )
+
+
+@dataclass(frozen=True)
+class ScratchCandidate:
+    """The from-scratch baseline: small_cnn trained end to end on the photos (`engine.train.scratch`)."""
+
+    input_size: int
+    architecture: str = "small_cnn"
+    kind: str = FROM_SCRATCH
+
+    @property
+    def name(self) -> str:
+        """`small_cnn@<side>`."""
+        return f"{self.architecture}@{self.input_size}"
+
+    def unavailable(self) -> str | None:
+        """None: it needs no pretrained weights."""
+        return None
+
+    def full_run(self, config: Any) -> TrainConfig:
+        """The training this candidate runs (`SCRATCH_RECIPE`), on the sweep's data and split."""
+        return full_run_config(config, self.architecture, self.input_size, **SCRATCH_RECIPE)
+
+    def evaluate(self, context: SweepContext) -> CandidateResult:
+        """Train the network from scratch, score it on the test split, export and time it."""
+        import keras
+
+        from engine.models.networks import build_feature_extractor
+        from engine.train.head import Head, assemble_model
+        from engine.train.loop import TrainingData
+        from engine.train.scratch import ScratchLoop
+
+        config, dataset = self.full_run(context.config), context.dataset
+        backbone = get_backbone(self.architecture)
+        seed = int(config.seed or 0)
+        keras.utils.set_random_seed(seed)
+        extractor = build_feature_extractor(backbone.name, input_size=self.input_size, weights=None)
+        head = Head(len(dataset.labels), backbone.feature_size, config.dropout, seed)
+        splits = {name: list(dataset.split(name)) for name in SPLITS}
+        loop = ScratchLoop(
+            config, head, extractor, None, backbone, self.input_size,
+            TrainingData(splits, split_truth(dataset.labels, splits), {}),
+            should_stop=context.should_stop, on_step=lambda event: None,
+            echo=lambda line: None if line.startswith("Step ") else context.echo(line),
             progress=context.progress,
-        )
+        )  # fmt: skip
+        loop.train()
+        _, truth, probabilities = loop.test_predictions()
+        report = evaluate(dataset.labels, truth, probabilities)
+        export_start = time.monotonic()
+        model = assemble_model(extractor, head, backbone.name, self.input_size)
+        exported = export_candidate(context, model, self.architecture, self.input_size, report)
+        seconds = {"train": loop.train_seconds, "export": time.monotonic() - export_start}
+        return exported_result(
+            report, exported,
+            {"epochs": loop.summary.get("epochs"), "steps": loop.summary.get("steps"),
+             "seconds": {k: round(v, 3) for k, v in seconds.items()}, "runtime": "tensorflow"},
+        )  # fmt: skip
+
+
+def _scratch_candidates(name: str, config: Any) -> list[Candidate]:
+    sizes = get_backbone(name).input_sizes
+    return [ScratchCandidate(size) for size in (sizes if config.sizes == "all" else sizes[:1])]
 
 
 # Candidate kinds other than the registry's backbones, by name (see the module docstring).
 CandidateFactory = Callable[[str, Any], list[Candidate]]
-CANDIDATE_KINDS: dict[str, CandidateFactory] = {}
+CANDIDATE_KINDS: dict[str, CandidateFactory] = {"small_cnn": _scratch_candidates}
 
 
 def known_candidates() -> list[str]:
@@ -267,8 +377,8 @@ def known_candidates() -> list[str]:
 def candidates_for(config: Any) -> list[Candidate]:
     """The candidates a sweep config asks for, in order.
 
-    Named ones are taken as given; with none named, every registered backbone
-    whose weights are on this machine, then every other registered kind.
+    Named ones are taken as given; with none named, every pretrained backbone
+    whose weights are on this machine, then every other registered kind (small_cnn).
 
     Args:
         config: a `SweepConfig`.
@@ -278,7 +388,8 @@ def candidates_for(config: Any) -> list[Candidate]:
     """
     names = config.names()
     if not names:
-        names = [b.name for b in list_backbones() if b.weights_available()] + list(CANDIDATE_KINDS)
+        names = [b.name for b in list_backbones() if b.pretrained and b.weights_available()]
+        names += list(CANDIDATE_KINDS)
     out: list[Candidate] = []
     for name in names:
         factory = CANDIDATE_KINDS.get(name)

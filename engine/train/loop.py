@@ -72,6 +72,21 @@ def step_event(
     }
 
 
+def step_lines(event: dict[str, Any]) -> list[str]:
+    """retrain.py's lines for a step event: train accuracy, cross entropy, and validation if scored."""
+    step = event["step"]
+    lines = [
+        f"Step {step}: Train accuracy = {event['train_accuracy'] * 100:.1f}%",
+        f"Step {step}: Cross entropy = {event['cross_entropy']:.6f}",
+    ]
+    if "validation_accuracy" in event:
+        lines.append(
+            f"Step {step}: Validation accuracy = {event['validation_accuracy'] * 100:.1f}% "
+            f"(N={event['validation_count']})"
+        )
+    return lines
+
+
 class StepLoop:
     """The training steps, validation and test scoring for one run.
 
@@ -280,11 +295,8 @@ class StepLoop:
         event["validation_cross_entropy"] = round(float(xent), 6)
         event["validation_count"] = count
         summaries.write_validation(step, event, self.head)
-        self._echo(f"Step {step}: Train accuracy = {event['train_accuracy'] * 100:.1f}%")
-        self._echo(f"Step {step}: Cross entropy = {event['cross_entropy']:.6f}")
-        self._echo(
-            f"Step {step}: Validation accuracy = {event['validation_accuracy'] * 100:.1f}% (N={count})"
-        )
+        for line in step_lines(event):
+            self._echo(line)
 
     def _sample_rows(self, count: int, batch: int, step: int) -> np.ndarray:
         if batch == -1 or batch >= count:

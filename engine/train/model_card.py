@@ -81,6 +81,12 @@ def describe_fit(summary: dict[str, Any]) -> str:
         )
         reason = summary.get("reason")
         return text + (f"; L-BFGS was asked for, but {reason}" if reason else "")
+    if method == "scratch":
+        return (
+            f"trained from scratch, every layer (Adam, augmentation on): {summary.get('epochs')} epochs, "
+            f"{summary.get('steps')} steps of {summary.get('train_batch_size')} photos at learning rate "
+            f"{summary.get('learning_rate'):g}"
+        )
     return "unknown"
 
 
@@ -153,11 +159,16 @@ def _model_section(config: dict[str, Any], report: dict[str, Any]) -> list[str]:
         "## Model",
         "",
         f"- Backbone: `{backbone.get('name', config.get('architecture', '?'))}`, "
-        f"{backbone.get('weights_source', 'ImageNet weights')}; frozen"
+        f"{backbone.get('weights_source', 'ImageNet weights')}; "
         + (
-            f" except its last {config['fine_tune_blocks']} blocks"
-            if config.get("fine_tune_blocks")
-            else ""
+            "every layer trained with the head"
+            if backbone.get("pretrained") is False
+            else "frozen"
+            + (
+                f" except its last {config['fine_tune_blocks']} blocks"
+                if config.get("fine_tune_blocks")
+                else ""
+            )
         ),
         (
             f"- Input: {config.get('input_size', '?')} x {config.get('input_size', '?')} px RGB, central crop "

@@ -59,6 +59,7 @@ from engine.train.head import OUTPUT_NAME, Head, assemble_model
 from engine.train.head_fit import LbfgsLoop, head_fit_used, sgd_summary
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
 from engine.train.model_card import write_model_card
+from engine.train.scratch import ScratchLoop
 from engine.train.summaries import Summaries
 
 STATUS_INTERVAL_S = 1.0
@@ -122,7 +123,7 @@ class _Training:
 
     def _runtime(self, config: TrainConfig, backbone: Backbone, extractor: Any) -> FeatureRuntime:
         size = int(config.image_size or backbone.input_size)
-        if config.weights == "imagenet" and config.fine_tune_blocks == 0:
+        if config.weights == "imagenet" and config.fine_tune_blocks == 0 and backbone.pretrained:
             return load_feature_runtime(
                 backbone.name, input_size=size, prefer=config.runtime, weights=config.weights
             )
@@ -183,12 +184,16 @@ class _Training:
         data, skipped = self._training_data(config, dataset, runtime, decoder)
         head = Head(len(labels), backbone.feature_size, config.dropout, int(config.seed or 0))
         fit, fit_reason = head_fit_used(config)
-        if fit_reason:
+        if fit_reason and backbone.pretrained:
             self.echo(f"note: --head_fit {config.head_fit} was asked, but {fit_reason}: using SGD")
-        loop = (LbfgsLoop if fit == "lbfgs" else StepLoop)(
+        extra: dict[str, Any] = {"progress": self.sink.on_progress} if fit == "lbfgs" else {}
+        loop_class: Any = LbfgsLoop if fit == "lbfgs" else StepLoop
+        if not backbone.pretrained:  # small_cnn: the whole network trained end to end
+            loop_class = ScratchLoop
+            extra = {"progress": self.sink.on_progress, "tb_dir": self.run.tb_dir}
+        loop = loop_class(
             config, head, extractor, runtime, backbone, size, data,
-            should_stop=self.cancel.requested, on_step=self._on_step, echo=self.echo,
-            **({"progress": self.sink.on_progress} if fit == "lbfgs" else {}),
+            should_stop=self.cancel.requested, on_step=self._on_step, echo=self.echo, **extra,
         )  # fmt: skip
         self._snapshot = (extractor, head, backbone.name, size, labels)
         writers = Summaries(self.run.tb_dir, labels)
@@ -226,7 +231,7 @@ class _Training:
                 "skipped": [{"path": p, "reason": r} for p, r in skipped],
                 "keras": {"accuracy": report["accuracy"], "count": report["count"]},
                 "head_fit": loop.summary
-                if isinstance(loop, LbfgsLoop)
+                if isinstance(loop, LbfgsLoop | ScratchLoop)
                 else sgd_summary(config, loop.steps, fit_reason),
             }
         )
@@ -322,7 +327,7 @@ class _Training:
         splits = {name: list(dataset.split(name)) for name in SPLIT_NAMES}
         skipped: list[tuple[str, str]] = []
         features: dict[str, np.ndarray] = {}
-        if config.fine_tune_blocks == 0:
+        if config.fine_tune_blocks == 0 and runtime.backbone.pretrained:  # small_cnn reads images
             features, splits, skipped = self._bottlenecks(config, splits, runtime, decoder)
         truth = {
             name: np.asarray([index_of[r.label] for r in recs], dtype=np.int64)

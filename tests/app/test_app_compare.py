@@ -32,6 +32,7 @@ JOB_DEADLINE_S = 60
 FAKE_SWEEPER = REPO_ROOT / "tests" / "support" / "fake_sweeper.py"
 START = "FormSubmitter:compare_settings-Start comparison"
 LITE = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+OFFERED = [*LITE, "small_cnn"]  # small_cnn: the from-scratch baseline, always available
 
 
 @pytest.fixture
@@ -61,7 +62,9 @@ def only_sweep(registry: JobRegistry):
 def test_compare_page_offers_the_offline_backbones_and_waits_for_start(registry) -> None:
     app = open_page("compare")
     assert not app.exception
-    assert app.multiselect(key="compare_architectures").value == LITE
+    picker = app.multiselect(key="compare_architectures")
+    assert picker.value == OFFERED
+    assert "small_cnn (from scratch)" in picker.options and "efficientnet_lite0" in picker.options
     assert any("No comparison yet" in i.value for i in app.info)
     assert list_runs(registry.runs_dir) == []
 
@@ -72,7 +75,7 @@ def test_start_runs_a_sweep_job_with_the_chosen_candidates_and_split(registry) -
     job = only_sweep(registry)
     assert job.run_id.endswith("-sweep") and job.run_dir.read_status()["job"] == "sweep"
     request = SweepConfig.from_dict(job.run_dir.read_request())
-    assert (request.names(), request.sizes) == (LITE, "default")
+    assert (request.names(), request.sizes) == (OFFERED, "default")
     assert (request.validation_percentage, request.testing_percentage) == (10, 10)
     assert Path(request.image_dir).name == "demo"
 
@@ -89,7 +92,9 @@ def test_finished_sweep_shows_the_table_by_accuracy_and_the_scatter_with_its_par
         "efficientnet_lite1@240",
         "efficientnet_lite2@260",
         "efficientnet_lite0@224",
+        "small_cnn@64",
     ]
+    assert list(table["kind"]) == ["transfer learning"] * 3 + ["from scratch"]
     assert list(table["test accuracy"]) == sorted(table["test accuracy"], reverse=True)
     assert "Accuracy against speed (marker area: model size)" in plotly_titles(app)
     assert trace_names(app) == ["Pareto front", "other candidates"]
@@ -97,10 +102,11 @@ def test_finished_sweep_shows_the_table_by_accuracy_and_the_scatter_with_its_par
     figure = json.loads(chart.proto.spec)
     front = figure["data"][0]
     assert front["text"] == [
+        "small_cnn@64",  # the from-scratch baseline: least accurate, but the fastest
         "efficientnet_lite0@224",
         "efficientnet_lite1@240",
     ]  # lite2: slower and worse
-    assert front["marker"]["sizemode"] == "area" and len(set(front["marker"]["size"])) == 2
+    assert front["marker"]["sizemode"] == "area" and len(set(front["marker"]["size"])) == 3
     assert any("Pareto front" in c.value and "efficientnet_lite1@240" in c.value for c in app.caption)
 
 
@@ -137,7 +143,7 @@ def test_a_running_sweep_is_found_again_shows_its_progress_and_cancels(registry,
     assert not other_tab.exception
     assert other_tab.selectbox(key="compare_chosen").value == job.run_id
     texts = [p.proto.text for p in other_tab.get("progress")]
-    assert any(t.startswith("Candidate 1 of 3: efficientnet_lite0@224") for t in texts)
+    assert any(t.startswith("Candidate 1 of 4: efficientnet_lite0@224") for t in texts)
     assert any(t.startswith("Bottlenecks: 3/6 images") for t in texts)
     assert other_tab.button(key=START).disabled
     other_tab.button(key="compare_cancel").click().run()
@@ -164,7 +170,7 @@ def test_runs_and_predict_pages_show_a_sweep_as_a_sweep(registry) -> None:
     table = runs.dataframe[0].value
     row = table[table["run"] == job.run_id].iloc[0]
     assert row["architecture"] == "sweep"
-    assert row["settings"] == "sweep of 3 candidates, best efficientnet_lite1@240"
+    assert row["settings"] == "sweep of 4 candidates, best efficientnet_lite1@240"
     runs.selectbox(key="runs_chosen").set_value(job.run_id).run()
     assert runs.button(key="runs_use").disabled  # a comparison has no model to predict with
     predict = open_page("predict")

