@@ -36,6 +36,7 @@ DEFAULT_ALPHA = 0.3
 # Another class must lead the shown one by this much (smoothed probability) to replace it.
 DEFAULT_MARGIN = 0.1
 RATE_WINDOW_S = 3.0
+MIN_RATE_SPAN_S = 0.5
 MAX_BURST = 50
 
 
@@ -237,8 +238,9 @@ class LiveClassifier:
             now = self._clock()
             while self._times and now - self._times[0] > RATE_WINDOW_S:
                 self._times.popleft()
+            # over at least MIN_RATE_SPAN_S: a few frames decoded back to back are not a rate
             span = now - self._times[0] if len(self._times) > 1 else 0.0
-            rate = (len(self._times) - 1) / span if span > 0 else 0.0
+            rate = (len(self._times) - 1) / span if span >= MIN_RATE_SPAN_S else 0.0
             shown = self._smoother.shown
             probabilities = self._smoother.probabilities
             return LiveReading(
