@@ -42,6 +42,18 @@ TRANSLATIONS = {
 }
 
 
+# The component shows getUserMedia's error inside its frame by name only (and never tells the
+# server): what each name means and what to do is said here, beside it.
+CAMERA_HELP = """Press **Start the camera** and allow the camera if the browser asks.
+
+- **NotAllowedError** in the video box: the browser blocked the camera. Allow it for this
+  site (the camera icon in the address bar, or the site settings), then press Start again.
+- **NotFoundError**: no camera was found. Connect one (or close the program using it), then
+  press Start again.
+- **mediaDevices is undefined**: the browser gives cameras only to pages on localhost or https.
+"""
+
+
 def classifier(run_dir: Path, model_mtime: float) -> LiveClassifier:
     """This tab's live classifier for a run's model, loaded once per model file.
 
@@ -101,10 +113,7 @@ def render_stream(live: LiveClassifier, *, presenter: bool) -> bool:
     with readout:
         _readout(live, presenter=presenter, every=REFRESH_S if playing else None)
     if not playing:
-        st.caption(
-            "Press **Start the camera**. If the browser asks, allow the camera; if it says the "
-            "camera is blocked or missing, the message in the video box says what to do."
-        )
+        st.markdown(CAMERA_HELP)
     return playing
 
 

@@ -77,7 +77,9 @@ def texts(elements) -> str:
 def test_live_mode_shows_the_camera_and_waits_for_it(user_folder: Path, camera: FakeStreamer) -> None:
     camera.playing = False
     app, _ = live_page(user_folder)
-    assert "Start the camera" in texts(app.caption)
+    help_text = texts(app.markdown)
+    assert "NotAllowedError" in help_text and "blocked the camera" in help_text
+    assert "NotFoundError" in help_text and "no camera was found" in help_text
     assert app.toggle(key="predict_presenter").value is False
     # localhost only: no STUN/TURN server; video only; frames handled in the worker, newest first
     assert camera.kwargs["rtc_configuration"] == {"iceServers": []}

@@ -121,10 +121,12 @@ def _camera_refused(playwright, server) -> None:
     from playwright.sync_api import expect
 
     cases = [
-        (["--use-fake-device-for-media-stream"], "The browser blocked the camera"),  # no permission
-        (["--use-fake-ui-for-media-stream"], "No camera found"),  # no device at all
+        # a fake camera but no permission: the browser refuses it
+        (["--use-fake-device-for-media-stream"], "NotAllowedError", "the browser blocked the camera"),
+        # permission but no device at all
+        (["--use-fake-ui-for-media-stream"], "NotFoundError", "no camera was found"),
     ]
-    for flags, message in cases:
+    for flags, error, explained in cases:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=[*CHROMIUM_ARGS, *flags]
         )
@@ -132,7 +134,8 @@ def _camera_refused(playwright, server) -> None:
         _open_live_mode(page, server)
         frame = _webrtc_frame(page)
         frame.get_by_role("button", name="Start the camera").click()
-        expect(frame.get_by_text(message)).to_be_visible(timeout=30_000)
+        expect(frame.get_by_text(error)).to_be_visible(timeout=30_000)
+        expect(page.get_by_test_id("stMarkdown").filter(has_text=error)).to_contain_text(explained)
         browser.close()
 
 
