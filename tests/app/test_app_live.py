@@ -133,12 +133,16 @@ def test_save_this_frame_adds_a_journaled_photo_to_the_class(
     assert [e.op for e in edits.history(user_folder)] == ["add"]
 
 
-def test_a_new_class_typed_in_gets_its_folder(user_folder: Path, camera: FakeStreamer) -> None:
-    edits.allow_edits(user_folder)
-    app, _ = live_page(user_folder)
+def save_a_frame_as_new_class(folder: Path, camera: FakeStreamer, name: str):
+    edits.allow_edits(folder)
+    app, _ = live_page(folder)
     camera.send((0, 200, 0))
-    app.text_input(key="live_new_class").input("green").run()
-    app.button(key="live_save").click().run()
+    app.text_input(key="live_new_class").input(name).run()
+    return app.button(key="live_save").click().run()
+
+
+def test_a_new_class_typed_in_gets_its_folder(user_folder: Path, camera: FakeStreamer) -> None:
+    app = save_a_frame_as_new_class(user_folder, camera, "green")
     assert not app.exception
     assert len(list((user_folder / "green").glob("camera-*.jpg"))) == 1
 
@@ -146,11 +150,7 @@ def test_a_new_class_typed_in_gets_its_folder(user_folder: Path, camera: FakeStr
 def test_a_bad_class_name_is_refused_and_nothing_is_written(
     user_folder: Path, camera: FakeStreamer
 ) -> None:
-    edits.allow_edits(user_folder)
-    app, _ = live_page(user_folder)
-    camera.send((0, 200, 0))
-    app.text_input(key="live_new_class").input("../escape").run()
-    app.button(key="live_save").click().run()
+    app = save_a_frame_as_new_class(user_folder, camera, "../escape")
     assert not app.exception
     assert "Cannot save the frames" in texts(app.error)
     assert not (user_folder.parent / "escape").exists()
@@ -189,3 +189,22 @@ def test_presenter_view_hides_the_feedback_and_keeps_the_label(
     app.toggle(key="predict_presenter").set_value(True).run()
     assert not app.exception
     assert "Wrong? Teach it" not in " ".join(h.value for h in app.subheader)
+
+
+def test_a_saved_frame_shows_on_the_dataset_page_at_once(
+    user_folder: Path, camera: FakeStreamer
+) -> None:
+    edits.allow_edits(user_folder)
+    app, _ = live_page(user_folder)
+    app.switch_page("app_pages/dataset.py").run()
+    app.radio(key="dataset_source").set_value("Local folder").run()
+    app.text_input(key="dataset_local_path").input(str(user_folder)).run()
+    assert {m.label: m.value for m in app.metric}["Photos"] == "6"
+    app.switch_page("app_pages/predict.py").run()
+    app.button_group(key="predict_mode").set_value("Live camera").run()
+    camera.send((200, 0, 0))
+    app.button(key="live_save").click().run()
+    assert "Saved 1 frame as" in texts(app.success)
+    app.switch_page("app_pages/dataset.py").run()
+    assert not app.exception
+    assert {m.label: m.value for m in app.metric}["Photos"] == "7"
