@@ -208,3 +208,28 @@ def test_a_saved_frame_shows_on_the_dataset_page_at_once(
     app.switch_page("app_pages/dataset.py").run()
     assert not app.exception
     assert {m.label: m.value for m in app.metric}["Photos"] == "7"
+
+
+def test_a_burst_saves_the_next_frames_from_the_camera(user_folder: Path, camera: FakeStreamer) -> None:
+    import threading
+
+    edits.allow_edits(user_folder)
+    app, _ = live_page(user_folder)
+    app.number_input(key="live_burst").set_value(3).run()
+    stop = threading.Event()
+
+    def stream() -> None:  # the video worker keeps delivering frames while the page waits
+        while not stop.wait(0.03):
+            camera.send((20, 20, 220))
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    try:
+        app.button(key="live_save_burst").click().run()
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not app.exception
+    assert "Saved 3 frames as" in texts(app.success)
+    assert len(list((user_folder / "red").glob("camera-*.jpg"))) == 3
+    assert len(edits.history(user_folder)) == 1  # one journaled edit: one undo takes the burst back

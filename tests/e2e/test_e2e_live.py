@@ -10,7 +10,7 @@ locally, with the reason.
 Inside: a real run is trained on the demo by the CLI, the clip shows a
 sunflower photo then a roses photo (4 s each, looping), and the test checks
 that the live label follows it, that "Save this frame" adds a photo to the
-dataset, and that a browser that blocks the camera or has none is told so.
+dataset (and a burst of three), and that a browser that blocks the camera or has none is told so.
 """
 
 from __future__ import annotations
@@ -102,6 +102,14 @@ def test_live_label_follows_the_camera_and_a_saved_frame_lands_in_the_dataset(tm
             assert len(added) == 1 and next(iter(added)).name.startswith("camera-")
             with Image.open(next(iter(added))) as saved:
                 assert saved.size == (640, 480)
+            burst = page.get_by_label("Burst size")
+            burst.fill("3")
+            burst.press("Enter")
+            wait_for_idle(page)
+            page.get_by_role("button", name="Save 3 frames").click()
+            wait_for_idle(page)
+            expect(page.get_by_text("Saved 3 frames as")).to_be_visible()
+            assert len(list((demo / "daisy").glob("camera-*.jpg"))) == 4
             screenshot(page, "predict-live")
             page.get_by_text("Presenter view").click()
             wait_for_idle(page)
