@@ -54,6 +54,10 @@ CAMERA_HELP = """Press **Start the camera** and allow the camera if the browser 
 """
 
 
+# Style only (st.html sends it to the page, not into an element): the sidebar gives its width back.
+PRESENTER_CSS = "<style>section[data-testid='stSidebar'] {display: none;}</style>"
+
+
 def classifier(run_dir: Path, model_mtime: float) -> LiveClassifier:
     """This tab's live classifier for a run's model, loaded once per model file.
 
@@ -171,8 +175,13 @@ def render_live_mode(run: Any, model_file: Path) -> None:
     from ui.live_feedback import render_feedback
 
     presenter = st.toggle(
-        "Presenter view", key="predict_presenter", help="A large label and confidence for a projector."
+        "Presenter view",
+        key="predict_presenter",
+        help="The whole window for the video and a large label, for a projector (the sidebar is "
+        "hidden until you switch this off).",
     )
+    if presenter:
+        st.html(PRESENTER_CSS)
     try:
         live = classifier(run.path, model_file.stat().st_mtime)
     except (StudioError, OSError) as error:

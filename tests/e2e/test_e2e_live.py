@@ -115,6 +115,7 @@ def test_live_label_follows_the_camera_and_a_saved_frame_lands_in_the_dataset(tm
             wait_for_idle(page)
             # the stream goes on in the large layout (the component keeps its place)
             expect(page.get_by_test_id("live-label")).to_have_css("font-size", "112px")
+            expect(page.get_by_test_id("stSidebar")).to_be_hidden()  # the whole width for the demo
             assert _labels_seen(page, timeout_s=30, enough=1)
             screenshot(page, "predict-live-presenter")
             browser.close()
