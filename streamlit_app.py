@@ -12,6 +12,10 @@ error is a message, anything unexpected is logged with its traceback on the
 server and shown as a short reference.
 """
 
+# Before any page can import TensorFlow: aiortc's SRTP library (the live camera) crashes the
+# process with a segmentation fault when it is first loaded after TensorFlow (checked with
+# tensorflow 2.21 and pylibsrtp from aiortc 1.16); loaded first, both work. It takes ~0.1 s.
+import pylibsrtp  # noqa: F401  # isort: skip
 import streamlit as st
 
 from ui import access, cached, errors, lifecycle, state

@@ -10,6 +10,7 @@ from engine.runs.listing import list_runs
 from ui import cached, limits, state
 from ui.errors import show_error
 from ui.figures import probability_figure
+from ui.live import render_live_mode
 from ui.render import render_chart
 from ui.safe import md
 
@@ -42,6 +43,10 @@ except (StudioError, OSError) as error:
 labels = predictor.labels
 st.caption(md(f"{model_file.name} on {predictor.runtime} · {len(labels)} classes: {', '.join(labels)}"))
 
+mode = st.segmented_control("Mode", ["Photos", "Live camera"], default="Photos", key="predict_mode")
+if mode == "Live camera":
+    render_live_mode(run, model_file)
+    st.stop()
 top_k = st.slider("Classes to show", 1, len(labels), min(5, len(labels)), key="predict_top_k")
 uploads = list(
     st.file_uploader(

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+# Before any test imports TensorFlow: aiortc's SRTP library (the live camera, loaded by the
+# Predict page in AppTests) segfaults when first loaded after it (see streamlit_app.py).
+import pylibsrtp  # noqa: F401  # isort: skip
+
 # ---------------------------------------------------------------- the session's environment
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="retrain-studio-tests-"))

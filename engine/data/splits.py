@@ -43,6 +43,16 @@ def normalize_label(folder: str) -> str:
     return _LABEL_JUNK.sub(" ", folder.lower()).strip()
 
 
+def split_key(file_name: str) -> str:
+    """What retrain.py hashes to place a file in a split: its base name up to `_nohash_`."""
+    return _NOHASH.sub("", os.path.basename(file_name))
+
+
+def same_split_name(key: str, tag: str, suffix: str) -> str:
+    """A file name whose `split_key` is `key`, so it falls in the same split: `<key>_nohash_<tag><suffix>`."""
+    return f"{key}_nohash_{tag}{suffix}"
+
+
 def split_bucket(file_name: str) -> float:
     """Where a file falls in [0, 100], retrain.py's stable hash of its name.
 
@@ -58,7 +68,7 @@ def split_bucket(file_name: str) -> float:
     Returns:
         `(int(sha1(name), 16) % (2**27)) * (100 / (2**27 - 1))`.
     """
-    base = _NOHASH.sub("", os.path.basename(file_name))
+    base = split_key(file_name)
     digest = hashlib.sha1(base.encode("utf-8")).hexdigest()
     return (int(digest, 16) % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (100.0 / MAX_NUM_IMAGES_PER_CLASS)
 

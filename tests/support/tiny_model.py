@@ -142,3 +142,33 @@ def colour_classifier(weights: Any, size: int) -> Any:
     logits = dense(x)
     dense.set_weights([weights, np.zeros(weights.shape[1], np.float32)])
     return keras.Model(inputs, keras.layers.Softmax()(logits))
+
+
+def write_colour_run(folder: Path, labels: list[str], size: int) -> Path:
+    """A run folder holding a hand-set colour classifier (`colour_classifier`), Keras and TFLite.
+
+    Class k is the k-th of red, green, blue (mean colour); nothing is trained,
+    so the answers are known for sure.
+
+    Args:
+        folder: an empty folder to fill.
+        labels: the three class names, for red, green and blue.
+        size: the model's input side.
+
+    Returns:
+        `folder` (model.keras, labels.txt, config.json, export/model.tflite).
+    """
+    import json
+
+    import tensorflow as tf
+
+    model = colour_classifier(np.eye(3, dtype=np.float32) * 20.0, size)
+    model.save(folder / "model.keras")
+    (folder / "labels.txt").write_text("\n".join(labels) + "\n")
+    (folder / "config.json").write_text(
+        json.dumps({"input_size": size, "crop_fraction": 0.875, "resample": "bicubic"})
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    (folder / "export").mkdir()
+    (folder / "export" / "model.tflite").write_bytes(converter.convert())
+    return folder

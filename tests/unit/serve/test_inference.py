@@ -8,19 +8,17 @@ trained run.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from engine.core.errors import ImageError, StudioError
 from engine.serve.inference import Predictor
 from tests.support.cli import REPO_ROOT
 from tests.support.factories import image_bytes, make_image
-from tests.support.tiny_model import TinyRun, colour_classifier
+from tests.support.tiny_model import TinyRun, write_colour_run
 
 LABELS = ["red", "green", "blue"]
 SIZE = 32
@@ -28,20 +26,8 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import tensorflow as tf
-
     # A hand-set model, not the shared trained run: these fast tests need exact answers.
-    folder = tmp_path_factory.mktemp("run")
-    model = colour_classifier(np.eye(3, dtype=np.float32) * 20.0, SIZE)
-    model.save(folder / "model.keras")
-    (folder / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    (folder / "config.json").write_text(
-        json.dumps({"input_size": SIZE, "crop_fraction": 0.875, "resample": "bicubic"})
-    )
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    (folder / "export").mkdir()
-    (folder / "export" / "model.tflite").write_bytes(converter.convert())
-    return folder
+    return write_colour_run(tmp_path_factory.mktemp("run"), LABELS, SIZE)
 
 
 @pytest.fixture
