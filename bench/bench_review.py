@@ -52,9 +52,9 @@ def faults(name: str, work: Path) -> None:
     from tests.support.review_data import draw_chart, flip_labels, leak_copy
 
     root = _make(name, work)
+    flipped = flip_labels(root, 0.05, seed=1)
     test_photo = next(r for r in scan_dataset(root).images if r.split == "test")
     copy = leak_copy(test_photo.path).relative_to(root).as_posix()
-    flipped = flip_labels(root, 0.05, seed=1)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     chart = draw_chart(root / classes[-1] / "chart.png").relative_to(root).as_posix()
     timings = []

@@ -74,7 +74,7 @@ def test_blockwise_search_finds_exactly_the_pairs_of_the_full_matrix() -> None:
     unit[200] = unit[3]
     full = unit @ unit.T
     want = {(a, b) for a, b in zip(*np.nonzero(np.triu(full >= 0.9, 1)), strict=True)}
-    i, j, sims = fnd.similar_pairs(unit, 0.9, cells=1000)  # blocks of 3 rows
+    i, j, sims = fnd.similar_pairs(unit, 0.9, relative=1.0, cells=1000)  # blocks of 3 rows
     assert fnd.block_rows(257, 1000) == 3
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == want
     assert np.allclose(sims, full[i, j])
@@ -159,9 +159,9 @@ def test_the_cli_reviews_a_real_dataset_and_writes_the_csv(tmp_path: Path, studi
     from tests.support.review_data import draw_chart, flip_labels, leak_copy
 
     root = write_digits(tmp_path / "digits", per_class=20)
+    flipped = flip_labels(root, 0.05, seed=2)
     test_photo = next(r for r in scan_dataset(root).images if r.split == "test")
     copy = leak_copy(test_photo.path).relative_to(root).as_posix()
-    flipped = flip_labels(root, 0.05, seed=2)
     draw_chart(root / "3" / "chart.png")
     out = tmp_path / "review.csv"
     done = subprocess.run(
