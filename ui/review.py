@@ -359,3 +359,66 @@ def render_review(
             allowed=allowed,
             run_dir=run_dir,
         )
+
+
+def class_folders(root: Path) -> list[str]:
+    """The class folders of `root` (visible sub-folders), sorted."""
+    try:
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def render_cell_gallery(run: Any, report: dict[str, Any], root: Path, cell: tuple[str, str]) -> None:
+    """The test photos of one confusion-matrix cell, with heatmaps and the same actions as the review.
+
+    Args:
+        run: the run (`engine.core.rundir.RunDir`).
+        report: its report.json.
+        root: the dataset it was trained on.
+        cell: `(true label, predicted label)`.
+    """
+    true, predicted = cell
+    st.markdown(f"**Test photos of {md(true)} predicted as {md(predicted)}**")
+    if true == predicted:
+        count = report["confusion_matrix"][report["labels"].index(true)][
+            report["labels"].index(predicted)
+        ]
+        st.caption(
+            f"{count} photo(s) answered right; the report lists only the mistakes: click a cell off the diagonal."
+        )
+        return
+    misses = [
+        m
+        for m in report.get("misclassified", [])
+        if m["true_label"] == true and m["predicted_label"] == predicted
+    ]
+    if not misses:
+        st.caption("None.")
+        return
+    render_notice(root)
+    allowed = edits.edits_allowed(root)
+    if not allowed:
+        st.caption(
+            "Allow changes to this folder on the Dataset page to move or set aside photos from here."
+        )
+    classes = class_folders(root)
+    columns = st.columns(COLUMNS)
+    for n, miss in enumerate(misses[:CARDS_PER_TAB]):
+        with columns[n % COLUMNS]:
+            render_photo_card(
+                root, miss["path"], f"{miss['path']} ({miss['confidence']:.0%} {predicted})", classes,
+                key=f"cell_{n}", allowed=allowed, run_dir=str(run.path),
+            )  # fmt: skip
+
+
+def heatmap_of(run_dir: str, data: bytes) -> Any:
+    """The Grad-CAM heatmap of an uploaded photo under a run's model; None (and a message) when it cannot be made."""
+    from ui.errors import show_error
+
+    try:
+        maker = cached.heatmapper(run_dir, (Path(run_dir) / "model.keras").stat().st_mtime)
+        return maker(data)
+    except (StudioError, OSError) as error:
+        show_error(error, prefix="No heatmap: ")
+        return None

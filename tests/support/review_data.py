@@ -44,14 +44,23 @@ def train_name(stem: str, suffix: str, *, validation: float = 10, testing: float
     return f"{stem}{n}{suffix}"
 
 
-def leak_copy(photo: Path, *, scale: float = 0.9, quality: int = 85) -> Path:
-    """Save a resized, re-encoded JPEG copy of `photo` beside it, under a name that falls in train."""
+def leak_copy(photo: Path, *, scale: float | None = None, quality: int = 85) -> Path:
+    """Save a resized, re-encoded JPEG copy of `photo` beside it, under a name that falls in train.
+
+    The copy is 0.9x the size, or 1.25x for a photo under 64 px (the scan refuses sides
+    under 32); a PNG is re-encoded as PNG (JPEG blocks swamp a 32 px scan), others as JPEG.
+    """
     with Image.open(photo) as image:
+        scale = scale or (0.9 if min(image.size) >= 64 else 1.25)
         copy = image.convert("RGB").resize(
             (max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.BILINEAR
         )
-    target = photo.parent / train_name("copy-of-", ".jpg")
-    copy.save(target, "JPEG", quality=quality)
+    if photo.suffix.lower() == ".png":
+        target = photo.parent / train_name("copy-of-", ".png")
+        copy.save(target, "PNG", optimize=True)
+    else:
+        target = photo.parent / train_name("copy-of-", ".jpg")
+        copy.save(target, "JPEG", quality=quality)
     return target
 
 

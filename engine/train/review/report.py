@@ -145,7 +145,9 @@ def review_features(
     start = time.perf_counter()
     ratio, outlier = fnd.outlier_scores(unit, y, probs)
     far = np.flatnonzero(ratio >= fnd.OUTLIER_RATIO)
-    far = far[np.argsort(-outlier[far], kind="stable")]
+    far = far[np.argsort(-outlier[far], kind="stable")][
+        : fnd.OUTLIER_MIN + int(fnd.OUTLIER_SHARE * len(x))
+    ]
     seconds["outliers"] = time.perf_counter() - start
 
     shown = np.unique(np.concatenate([issues.ranked, far])).astype(np.int64)

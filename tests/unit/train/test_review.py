@@ -155,14 +155,17 @@ def test_fixing_a_leak_keeps_the_group_in_one_split_and_is_undoable(
 
 @pytest.mark.slow
 def test_the_cli_reviews_a_real_dataset_and_writes_the_csv(tmp_path: Path, studio_home: Path) -> None:
-    from tests.support.digits import write_digits
+    import shutil
+
+    from engine.data.demo import ensure_demo_dataset
     from tests.support.review_data import draw_chart, flip_labels, leak_copy
 
-    root = write_digits(tmp_path / "digits", per_class=20)
+    root = tmp_path / "flowers"
+    shutil.copytree(ensure_demo_dataset(tmp_path / "datasets"), root)
     flipped = flip_labels(root, 0.05, seed=2)
     test_photo = next(r for r in scan_dataset(root).images if r.split == "test")
     copy = leak_copy(test_photo.path).relative_to(root).as_posix()
-    draw_chart(root / "3" / "chart.png")
+    draw_chart(root / "roses" / "chart.png")
     out = tmp_path / "review.csv"
     done = subprocess.run(
         [sys.executable, "-m", "engine", "review", "--image_dir", str(root), "--output_csv", str(out)],
@@ -172,9 +175,9 @@ def test_the_cli_reviews_a_real_dataset_and_writes_the_csv(tmp_path: Path, studi
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "Reviewed 200 photos" in done.stdout and "bottlenecks" in done.stderr  # the progress bar
+    assert "Reviewed 302 photos" in done.stdout and "bottlenecks" in done.stderr  # the progress bar
     rows = list(csv.DictReader(out.open()))
     by_kind = {kind: [r["path"] for r in rows if r["kind"] == kind] for kind in KINDS}
-    assert len(set(by_kind["label_issue"][: len(flipped)]) & flipped) >= len(flipped) // 2
+    assert len(set(by_kind["label_issue"][: len(flipped)]) & flipped) >= 0.7 * len(flipped)
     assert copy in by_kind["split_leak"]
-    assert "3/chart.png" in by_kind["outlier"][:3]
+    assert "roses/chart.png" in by_kind["outlier"][:3]
