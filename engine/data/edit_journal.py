@@ -70,7 +70,7 @@ class Edit:
             return f"{self.op} (nothing moved)"
         first = self.moves[0]
         more = f" and {len(self.moves) - 1} more" if len(self.moves) > 1 else ""
-        verb = {"move": "moved", "set_aside": "set aside", "add": "added", "undo": "undid: put back"}
+        verb = {"move": "moved", "set_aside": "set aside", "add": "added", "undo": "put back"}
         if self.op == "add":
             return f"added {rel(first[1])}{more}"
         return f"{verb.get(self.op, self.op)} {rel(first[0])} -> {rel(first[1])}{more}"
