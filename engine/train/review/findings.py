@@ -35,7 +35,8 @@ DUPLICATE_THRESHOLD = 0.96
 # absolute cut alone joined most of the dataset into a few groups).
 RELATIVE_DISTANCE = 0.5
 NEIGHBOURS = 5
-# Similarities held at once while searching (64 Mi cells = 256 MiB of float32).
+# Similarities held at once while searching (16 Mi cells = 64 MiB of float32; about twice
+# that at the peak, with the comparison mask and the neighbour partition).
 BLOCK_CELLS = 1 << 24
 # A photo is an outlier candidate when its distance to the nearest class mean is this many
 # times the median distance of a photo to its own class mean.
@@ -245,12 +246,25 @@ def nearest_neighbours(unit: np.ndarray, rows: np.ndarray, k: int = 3) -> np.nda
     return np.take_along_axis(top, order, axis=1)
 
 
-def held_out_accuracy(
-    features: np.ndarray, labels: np.ndarray, class_count: int, train: np.ndarray, scored: np.ndarray
-) -> float | None:
-    """Accuracy on the `scored` rows of a head fitted on the `train` rows (None when either is empty)."""
-    if not train.any() or not scored.any():
-        return None
-    head = fit_softmax(features[train], labels[train], class_count, l2=DEFAULT_L2)
-    predicted = head.probabilities(features[scored]).argmax(axis=1)
-    return float((predicted == labels[scored]).mean())
+def leak_accuracy(
+    features: np.ndarray,
+    labels: np.ndarray,
+    class_count: int,
+    train: np.ndarray,
+    test: np.ndarray,
+    leaked: np.ndarray,
+) -> tuple[float | None, float | None]:
+    """Test accuracy of a head fitted on the train rows, with and without the leaked test rows.
+
+    Returns:
+        `(accuracy on every test row, accuracy on the test rows not leaked)`; None where
+        there is nothing to fit or score.
+    """
+    if not train.any() or not test.any():
+        return None, None
+    head = fit_softmax(
+        features[train], labels[train], class_count, l2=DEFAULT_L2, max_iterations=FOLD_ITERATIONS
+    )
+    right = head.probabilities(features).argmax(axis=1) == labels
+    clean = test & ~leaked
+    return float(right[test].mean()), (float(right[clean].mean()) if clean.any() else None)

@@ -77,7 +77,7 @@ class Review:
         folders: the class folder of each label.
         leak: the split-leak figures: `leaked_test_photos`, `test_photos`,
             `test_accuracy` and `test_accuracy_without_leaks` (a head fitted on
-            the train split; None where a split is empty).
+            the train split; None when no test photo leaked or a split is empty).
         seconds: time per part ("features", "label_issues", "near_duplicates", "outliers").
         skipped: `(path, reason)` of photos that could not be read.
     """
@@ -185,13 +185,14 @@ def review_features(
     rows.sort(key=lambda f: (order[f.kind], -f.score, f.group or 0, f.path))
 
     train, test = split == "train", split == "test"
+    with_leaks, without = (None, None)
+    if leaked_test.any():  # one more fit, only when there is a leak to measure
+        with_leaks, without = fnd.leak_accuracy(x, y, len(names), train, test, leaked_test)
     leak = {
         "leaked_test_photos": int(leaked_test.sum()),
         "test_photos": int(test.sum()),
-        "test_accuracy": fnd.held_out_accuracy(x, y, len(names), train, test),
-        "test_accuracy_without_leaks": fnd.held_out_accuracy(
-            x, y, len(names), train, test & ~leaked_test
-        ),
+        "test_accuracy": with_leaks,
+        "test_accuracy_without_leaks": without,
     }
     return Review(rows, len(x), leak=leak, seconds=seconds)
 
