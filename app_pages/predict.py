@@ -10,8 +10,8 @@ from engine.runs.listing import list_runs
 from ui import cached, limits, state
 from ui.errors import show_error
 from ui.figures import probability_figure
+from ui.photo_actions import heatmap_of
 from ui.render import render_chart
-from ui.review import heatmap_of
 from ui.safe import md
 
 st.title("Predict")

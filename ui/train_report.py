@@ -113,7 +113,7 @@ def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
     with right:
         cell = render_confusions(report)
     if cell is not None and image_dir:
-        from ui.review import render_cell_gallery
+        from ui.photo_actions import render_cell_gallery
 
         render_cell_gallery(run, report, Path(image_dir), cell)
     misses = report.get("misclassified", [])
