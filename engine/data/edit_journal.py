@@ -116,14 +116,6 @@ def journal_file(
     return edits_dir(root, studio_home=studio_home) / "journal.jsonl"
 
 
-def inside(path: Path, folder: Path) -> bool:
-    try:
-        path.relative_to(folder)
-    except ValueError:
-        return False
-    return True
-
-
 def free_name(folder: Path, name: str, taken: set[Path]) -> Path:
     """`folder/name`, or a name with the same `split_key` plus `_nohash_N` (same split) when taken."""
     target = folder / name
@@ -172,7 +164,8 @@ class Journal:
         return records
 
     def allowed_place(self, path: Path) -> bool:
-        return inside(path, self.root) or inside(path, self.quarantine)
+        real = path.parent.resolve() / path.name  # no ".." or linked folder slips past
+        return real.is_relative_to(self.root) or real.is_relative_to(self.quarantine.resolve())
 
     def run(
         self,

@@ -54,7 +54,6 @@ from engine.data.edit_journal import (
     display,
     edits_dir,
     free_name,
-    inside,
     journal_file,
     new_id,
     quarantine_dir,
@@ -168,7 +167,7 @@ def _photo(root: Path, given: str | os.PathLike[str]) -> Path:
     candidate = Path(given)
     path = candidate if candidate.is_absolute() else root / candidate
     path = path.parent.resolve() / path.name
-    if not inside(path, root) or len(path.relative_to(root).parts) < 2:
+    if not path.is_relative_to(root) or len(path.relative_to(root).parts) < 2:
         raise StudioError(
             f"{given} is not a photo inside a class folder of {root.name}: choose one listed by the scan"
         )

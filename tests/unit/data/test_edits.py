@@ -236,3 +236,4 @@ def test_a_tampered_journal_never_moves_files_outside_the_dataset(
     edits.reconcile(dataset)
     assert outside.read_text() == "keep me" and (dataset / "cats" / "cats_000.jpg").exists()
     assert not (dataset / "cats" / "p.txt").exists()
+    assert (dataset / "cats" / "cats_001.jpg").exists() and not (tmp_path / "sneaky.jpg").exists()
