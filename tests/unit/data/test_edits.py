@@ -233,6 +233,9 @@ def test_a_tampered_journal_never_moves_files_outside_the_dataset(
             "moves": [[str(dataset / "cats" / "cats_000.jpg"), str(outside)]],
         },
     )
+    sneaky = dataset / "cats" / ".." / ".." / "sneaky.jpg"  # lexically inside the dataset
+    moves = [[str(dataset / "cats" / "cats_001.jpg"), str(sneaky)]]
+    jsonlines.append_line(journal, {"id": "z", "state": "intent", "op": "move", "moves": moves})
     edits.reconcile(dataset)
     assert outside.read_text() == "keep me" and (dataset / "cats" / "cats_000.jpg").exists()
     assert not (dataset / "cats" / "p.txt").exists()
