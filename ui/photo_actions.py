@@ -57,7 +57,9 @@ def render_notice(root: Path) -> None:
         return
     kind, message, edit_id = notice
     if kind == "error":
-        st.error(md(message), icon=":material/error:")
+        from ui.errors import show_error
+
+        show_error(message)  # escaped, server paths hidden when the app is exposed
         return
     left, right = st.columns([4, 1])
     left.success(md(message), icon=":material/check_circle:")
