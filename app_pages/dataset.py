@@ -14,6 +14,7 @@ from ui.errors import public_text, user_errors
 from ui.library import render_stored_datasets
 from ui.limits import ZIP_UPLOAD_MB
 from ui.render import progress_callback, render_split_inputs
+from ui.review import latest_run_on, render_review
 
 SOURCES = ("Demo", "Local folder", "Upload a zip", "Download flower_photos")
 ZIPS_KEY = "imported_zips"
@@ -123,3 +124,7 @@ if dataset.duplicates:
     )
 else:
     st.caption("No photo appears twice.")
+
+st.subheader("Review")
+with user_errors():
+    render_review(root, dataset, validation_pct, testing_pct, run_dir=latest_run_on(root))

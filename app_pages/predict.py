@@ -11,6 +11,7 @@ from ui import cached, limits, state
 from ui.errors import show_error
 from ui.figures import probability_figure
 from ui.live import render_live_mode
+from ui.photo_actions import heatmap_of
 from ui.render import render_chart
 from ui.safe import md
 
@@ -71,6 +72,11 @@ uploads, refused = limits.within_limits(
 for message in refused:
     show_error(message, icon=":material/block:")
 
+explain = st.toggle(
+    "Why this answer",
+    key="predict_heatmap",
+    help="Grad-CAM heatmap of the predicted class over each photo",
+)
 rows = []
 for index, upload in enumerate(uploads):
     data = upload.getvalue()
@@ -86,7 +92,12 @@ for index, upload in enumerate(uploads):
         continue
     ms = prediction.seconds * 1000
     photo, bars = st.columns([1, 2])
-    photo.image(data, caption=md(upload.name), width=220)
+    shown, caption = data, upload.name
+    if explain:
+        heat = heatmap_of(str(run.path), data)
+        if heat is not None:
+            shown, caption = heat.overlay, f"{upload.name} · heatmap for {heat.label}"
+    photo.image(shown, caption=md(caption), width=220)
     with bars:
         st.markdown(f"**{md(prediction.label)}** · {prediction.probability:.1%} · {ms:.1f} ms")
         render_chart(probability_figure(prediction.top_k), key=f"predict_bars_{index}")

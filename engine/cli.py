@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "engine.commands.datasets",
     "engine.commands.retrain",
     "engine.commands.sweep",
+    "engine.commands.review",
     "engine.commands.label_image",
     "engine.commands.logs",
 )

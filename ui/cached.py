@@ -185,3 +185,25 @@ def file_size(path: str | Path) -> int:
         return Path(path).stat().st_size
     except OSError:
         return 0
+
+
+@st.cache_resource(show_spinner="Loading the model for heatmaps…", max_entries=2)
+def heatmapper(run_dir: str, model_mtime: float) -> Any:
+    """The run's `engine.serve.gradcam.Heatmapper` (TensorFlow loads here, on the first heatmap)."""
+    from engine.serve.gradcam import Heatmapper
+
+    del model_mtime  # only part of the cache key
+    return Heatmapper(run_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def heatmap(run_dir: str, path: str, mtime: float) -> Any:
+    """The Grad-CAM `Heatmap` of one photo under a run's model, or None when it cannot be made."""
+    from engine.core.errors import StudioError
+
+    del mtime  # only part of the cache key
+    try:
+        maker = heatmapper(run_dir, (Path(run_dir) / "model.keras").stat().st_mtime)
+        return maker(path)
+    except (StudioError, OSError):
+        return None

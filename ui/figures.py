@@ -160,6 +160,42 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> 
     return figure
 
 
+def clickable_confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> go.Figure:
+    """`confusion_figure` with a near-invisible marker on every cell, so a click selects the cell.
+
+    Plotly selections pick points of scatter traces, not heatmap cells; each
+    marker carries its cell as `(true, predicted)` in `customdata`.
+    """
+    figure = confusion_figure(labels, matrix)
+    cells = [(t, p) for t in labels for p in labels]
+    figure.add_trace(
+        go.Scatter(
+            x=[p for _, p in cells],
+            y=[t for t, _ in cells],
+            customdata=[[t, p] for t, p in cells],
+            mode="markers",
+            marker={"size": 28, "opacity": 0.01, "symbol": "square"},
+            hovertemplate="true %{y}, predicted %{x}<extra>click to see the photos</extra>",
+            showlegend=False,
+        )
+    )
+    figure.update_layout(clickmode="event+select", dragmode=False)
+    return figure
+
+
+def selected_cell(event: Any) -> tuple[str, str] | None:
+    """The `(true, predicted)` cell a `st.plotly_chart` selection picked, or None."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return None
+    for point in points or []:
+        data = point.get("customdata")
+        if isinstance(data, list | tuple) and len(data) == 2:
+            return str(data[0]), str(data[1])
+    return None
+
+
 def scored_models_frame(report: dict[str, Any]) -> pd.DataFrame:
     """The Keras model and every export, side by side: test accuracy, size, single-photo latency.
 

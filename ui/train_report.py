@@ -20,9 +20,9 @@ from engine.train.evaluation import CONFUSION_IMAGE_MAX_CLASSES, top_confusions
 from engine.train.model_card import describe_fit, model_card_path
 from ui import cached
 from ui.errors import public_text
-from ui.figures import confusion_figure, scored_models_frame, time_left
+from ui.figures import clickable_confusion_figure, scored_models_frame, selected_cell, time_left
 from ui.follow import Followed
-from ui.render import render_chart, render_curves
+from ui.render import CHART_CONFIG, render_curves
 from ui.safe import md
 
 PER_CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
@@ -111,7 +111,11 @@ def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
     per_class = pd.DataFrame(report["per_class"], columns=PER_CLASS_COLUMNS)
     left.dataframe(per_class, hide_index=True, key="train_per_class")
     with right:
-        render_confusions(report)
+        cell = render_confusions(report)
+    if cell is not None and image_dir:
+        from ui.photo_actions import render_cell_gallery
+
+        render_cell_gallery(run, report, Path(image_dir), cell)
     misses = report.get("misclassified", [])
     st.markdown(f"**Misclassified test photos** ({len(misses)})")
     gallery = []
@@ -141,16 +145,27 @@ def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
     render_downloads(run)
 
 
-def render_confusions(report: dict[str, Any]) -> None:
-    """The confusion matrix, or past `CONFUSION_IMAGE_MAX_CLASSES` classes its top confusions.
+def render_confusions(report: dict[str, Any]) -> tuple[str, str] | None:
+    """The confusion matrix (click a cell to see its photos), or past `CONFUSION_IMAGE_MAX_CLASSES` classes its top confusions.
 
     Args:
         report: the run's report.json.
+
+    Returns:
+        The `(true, predicted)` cell clicked, or None.
     """
     labels, matrix = report["labels"], report["confusion_matrix"]
     if len(labels) <= CONFUSION_IMAGE_MAX_CLASSES:
-        render_chart(confusion_figure(labels, matrix), key="train_confusion")
-        return
+        event = st.plotly_chart(
+            clickable_confusion_figure(labels, matrix),
+            width="stretch",
+            config=CHART_CONFIG,
+            key="train_confusion",
+            on_select="rerun",
+            selection_mode="points",
+        )
+        st.caption("Click a cell to see its test photos.")
+        return selected_cell(event)
     st.markdown(f"**Most frequent confusions** ({len(labels)} classes are too many to draw)")
     rows = report.get("top_confusions") or top_confusions(labels, matrix)
     st.dataframe(
@@ -160,6 +175,7 @@ def render_confusions(report: dict[str, Any]) -> None:
         column_config={"share": st.column_config.NumberColumn("share of true class", format="percent")},
     )
     st.caption("report.json keeps the whole confusion matrix.")
+    return None
 
 
 def render_head_fit(report: dict[str, Any]) -> None:

@@ -70,7 +70,7 @@ class Edit:
             return f"{self.op} (nothing moved)"
         first = self.moves[0]
         more = f" and {len(self.moves) - 1} more" if len(self.moves) > 1 else ""
-        verb = {"move": "moved", "set_aside": "set aside", "add": "added", "undo": "undid: put back"}
+        verb = {"move": "moved", "set_aside": "set aside", "add": "added", "undo": "put back"}
         if self.op == "add":
             return f"added {rel(first[1])}{more}"
         return f"{verb.get(self.op, self.op)} {rel(first[0])} -> {rel(first[1])}{more}"
@@ -114,14 +114,6 @@ def journal_file(
 ) -> Path:
     """The dataset's journal (JSON lines)."""
     return edits_dir(root, studio_home=studio_home) / "journal.jsonl"
-
-
-def inside(path: Path, folder: Path) -> bool:
-    try:
-        path.relative_to(folder)
-    except ValueError:
-        return False
-    return True
 
 
 def free_name(folder: Path, name: str, taken: set[Path]) -> Path:
@@ -172,7 +164,8 @@ class Journal:
         return records
 
     def allowed_place(self, path: Path) -> bool:
-        return inside(path, self.root) or inside(path, self.quarantine)
+        real = path.parent.resolve() / path.name  # no ".." or linked folder slips past
+        return real.is_relative_to(self.root) or real.is_relative_to(self.quarantine.resolve())
 
     def run(
         self,
@@ -211,6 +204,46 @@ class Journal:
             now_iso(),
             extra.get("undoes"),
         )
+
+    def plan_undo(self, edit_id: str | None) -> tuple[Edit, list[tuple[Path | None, Path]], list[Path]]:
+        """What undoing an edit moves: `(the edit, moves back, added photos to set aside)`.
+
+        Raises:
+            StudioError: nothing to undo, an unknown id, an edit already undone, or a photo
+                no longer where the edit put it, or its old place taken (nothing moves then).
+        """
+        edits = [e for e in self.edits() if e.op != "undo"]
+        if edit_id is None:
+            todo = [e for e in edits if not e.undone_by]
+            if not todo:
+                raise StudioError("there is nothing to undo")
+            edit = todo[-1]
+        else:
+            found = [e for e in edits if e.id == edit_id]
+            if not found:
+                raise StudioError(
+                    f"edit {edit_id!r} is not in this dataset's history (an undo cannot be undone)"
+                )
+            edit = found[0]
+            if edit.undone_by:
+                raise StudioError(f"edit {edit_id!r} was undone already")
+        back: list[tuple[Path | None, Path]] = []
+        aside: list[Path] = []
+        for src, dst in edit.moves:
+            now, before = Path(dst), Path(src) if src else None
+            if not self.allowed_place(now) or not now.is_file() or now.is_symlink():
+                raise StudioError(
+                    f"{display(now, self.root)} is no longer where the edit put it: cannot undo it"
+                )
+            if before is None:
+                aside.append(now)
+            elif not self.allowed_place(before) or before.exists():
+                raise StudioError(
+                    f"{display(before, self.root)} is taken again: cannot put the photo back"
+                )
+            else:
+                back.append((now, before))
+        return edit, back, aside
 
     def reconcile(self) -> list[str]:
         """Finish every edit that has an intent but no `done` line; return their ids."""

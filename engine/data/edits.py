@@ -51,10 +51,8 @@ from engine.data import library
 from engine.data.edit_journal import (
     Edit,
     Journal,
-    display,
     edits_dir,
     free_name,
-    inside,
     journal_file,
     new_id,
     quarantine_dir,
@@ -168,7 +166,7 @@ def _photo(root: Path, given: str | os.PathLike[str]) -> Path:
     candidate = Path(given)
     path = candidate if candidate.is_absolute() else root / candidate
     path = path.parent.resolve() / path.name
-    if not inside(path, root) or len(path.relative_to(root).parts) < 2:
+    if not path.is_relative_to(root) or len(path.relative_to(root).parts) < 2:
         raise StudioError(
             f"{given} is not a photo inside a class folder of {root.name}: choose one listed by the scan"
         )
@@ -407,37 +405,7 @@ def undo(
             undone, or a photo no longer where the edit put it (nothing is moved then).
     """
     with _open(root, studio_home, writing=True) as journal:
-        edits = [e for e in journal.edits() if e.op != "undo"]
-        if edit_id is None:
-            todo = [e for e in edits if not e.undone_by]
-            if not todo:
-                raise StudioError("there is nothing to undo")
-            edit = todo[-1]
-        else:
-            found = [e for e in edits if e.id == edit_id]
-            if not found:
-                raise StudioError(
-                    f"edit {edit_id!r} is not in this dataset's history (an undo cannot be undone)"
-                )
-            edit = found[0]
-            if edit.undone_by:
-                raise StudioError(f"edit {edit_id!r} was undone already")
-        back: list[tuple[Path, Path]] = []
-        aside: list[Path] = []
-        for src, dst in edit.moves:
-            now, before = Path(dst), Path(src) if src else None
-            if not journal.allowed_place(now) or not now.is_file() or now.is_symlink():
-                raise StudioError(
-                    f"{display(now, journal.root)} is no longer where the edit put it: cannot undo it"
-                )
-            if before is None:
-                aside.append(now)
-            elif not journal.allowed_place(before) or before.exists():
-                raise StudioError(
-                    f"{display(before, journal.root)} is taken again: cannot put the photo back"
-                )
-            else:
-                back.append((now, before))
+        edit, back, aside = journal.plan_undo(edit_id)
         if aside:
             return _set_aside(journal, aside, "undo", undoes=edit.id)
         return journal.run("undo", list(back), undoes=edit.id)

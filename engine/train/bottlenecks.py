@@ -132,7 +132,13 @@ def extract_bottlenecks(
         def load(index: int) -> np.ndarray:
             return runtime.backbone.load(records[index].path, runtime.input_size)
 
-        batches = iter_prepared_batches(missing, load, batch_size=batch_size, workers=workers)
+        # iter_prepared_batches numbers its items by position in `missing`: map them back.
+        batches = (
+            ([missing[k] for k in positions], batch, [(missing[k], why) for k, why in failures])
+            for positions, batch, failures in iter_prepared_batches(
+                missing, load, batch_size=batch_size, workers=workers
+            )
+        )
 
     def finish(indices: list[int], features: np.ndarray) -> None:
         out[indices] = features

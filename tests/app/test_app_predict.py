@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
+
 from tests.support.app import open_page, png_bytes, shown, write_colour_model_run, write_run
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
@@ -67,3 +71,27 @@ def test_many_photos_offer_the_table_as_csv() -> None:
     app.run()
     (button,) = app.get("download_button")
     assert button.proto.label == "Download as CSV"
+
+
+def test_the_heatmap_toggle_says_why_a_model_without_a_backbone_cannot_be_explained() -> None:
+    write_colour_model_run()
+    app = open_page("predict")
+    app.file_uploader(key="predict_uploads").set_value(("red.png", png_bytes(RED), "image/png")).run()
+    app.toggle(key="predict_heatmap").set_value(True).run()
+    assert not app.exception
+    assert "No heatmap" in shown(app.error[0].value)
+    assert "**red**" in markdown_text(app)  # the answer is still there
+
+
+@pytest.mark.slow
+def test_the_heatmap_toggle_draws_the_heatmap_of_the_predicted_class(tiny_run) -> None:
+    from engine.core import paths
+
+    shutil.copytree(tiny_run.run.path, paths.runs_dir() / tiny_run.run.path.name)
+    app = open_page("predict")
+    photo = min((tiny_run.data_dir / "red").iterdir()).read_bytes()
+    app.file_uploader(key="predict_uploads").set_value(("photo.jpg", photo, "image/jpeg")).run()
+    app.toggle(key="predict_heatmap").set_value(True).run()
+    assert not app.exception
+    caption = shown(app.image[0].captions[0])
+    assert "heatmap for" in caption

@@ -205,3 +205,38 @@ def test_a_crash_between_the_move_and_the_journal_loses_nothing(
         assert _tree(dataset) == before  # the added photo is set aside again
     else:
         assert _tree(dataset) == before
+
+
+def test_a_tampered_journal_never_moves_files_outside_the_dataset(
+    dataset: Path, tmp_path: Path, studio_home: Path
+) -> None:
+    from engine.core import jsonlines
+
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    journal = edits.journal_file(dataset, studio_home=studio_home)
+    jsonlines.append_line(
+        journal,
+        {
+            "id": "x",
+            "state": "intent",
+            "op": "move",
+            "moves": [[str(outside), str(dataset / "cats" / "p.txt")]],
+        },
+    )
+    jsonlines.append_line(
+        journal,
+        {
+            "id": "y",
+            "state": "intent",
+            "op": "move",
+            "moves": [[str(dataset / "cats" / "cats_000.jpg"), str(outside)]],
+        },
+    )
+    sneaky = dataset / "cats" / ".." / ".." / "sneaky.jpg"  # lexically inside the dataset
+    moves = [[str(dataset / "cats" / "cats_001.jpg"), str(sneaky)]]
+    jsonlines.append_line(journal, {"id": "z", "state": "intent", "op": "move", "moves": moves})
+    edits.reconcile(dataset)
+    assert outside.read_text() == "keep me" and (dataset / "cats" / "cats_000.jpg").exists()
+    assert not (dataset / "cats" / "p.txt").exists()
+    assert (dataset / "cats" / "cats_001.jpg").exists() and not (tmp_path / "sneaky.jpg").exists()

@@ -77,6 +77,18 @@ def test_warm_cache_computes_nothing_and_gives_the_same_features(records, cache)
     assert np.array_equal(cold.features, warm.features)
 
 
+def test_a_partly_warm_cache_puts_each_new_feature_in_its_own_row_and_key(records, cache) -> None:
+    # Regression: the photos computed beside cached ones were written to the rows (and the
+    # cache keys) of the first photos, so a review after adding photos read wrong features.
+    reference = extract_bottlenecks(records, MeanColourRuntime()).features
+    extract_bottlenecks(records[::2], MeanColourRuntime(), cache=cache)
+    mixed = extract_bottlenecks(records, MeanColourRuntime(), cache=cache)
+    assert (mixed.cached, mixed.computed) == (6, 6)
+    assert np.array_equal(mixed.features, reference)
+    again = extract_bottlenecks(records, MeanColourRuntime(), cache=cache)
+    assert again.computed == 0 and np.array_equal(again.features, reference)
+
+
 def test_cache_is_keyed_by_content_so_a_renamed_photo_stays_cached(records, cache) -> None:
     extract_bottlenecks(records[:1], MeanColourRuntime(), cache=cache)
     moved = records[0].path.rename(records[0].path.with_name("renamed.jpg"))

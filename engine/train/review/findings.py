@@ -1,0 +1,270 @@
+"""What is wrong with the photos, from their features alone (numpy, scipy, cleanlab; no images).
+
+- **Label issues**: out-of-fold probabilities from the softmax head
+  (`engine.train.softmax.fit_softmax`, k folds stratified by class), ranked by
+  cleanlab (`find_label_issues`, self-confidence; `get_label_quality_scores`).
+- **Near-duplicates**: cosine similarity of L2-normalised features, computed
+  block by block (each block of rows against every row, one matrix product;
+  the block is sized so it holds at most `BLOCK_CELLS` similarities); a pair
+  above a threshold that is also much closer than either photo's ordinary
+  neighbours counts, and pairs are joined into groups by connected components. A group
+  spanning splits is a **split leak**.
+- **Outliers**: photos far from every class mean (cosine distance, in units of
+  the median distance of a photo to its own class mean) that the head is also
+  unsure of (low out-of-fold confidence).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.train.softmax import DEFAULT_L2, fit_softmax
+
+FOLDS = 5
+# Cosine similarity at or above which two photos count as near-duplicates (a copy resized
+# to 0.9x and re-encoded scores 0.98 on the default backbone, one at 0.7x only 0.91; the most
+# alike distinct demo photos reach 0.94).
+DUPLICATE_THRESHOLD = 0.96
+# ... and the pair's distance must be at most this share of each photo's distance to its
+# NEIGHBOURS-th nearest photo (on scanned digits, where hundreds of photos look alike, the
+# absolute cut alone joined most of the dataset into a few groups).
+RELATIVE_DISTANCE = 0.5
+NEIGHBOURS = 5
+# Similarities held at once while searching (16 Mi cells = 64 MiB of float32; about twice
+# that at the peak, with the comparison mask and the neighbour partition).
+BLOCK_CELLS = 1 << 24
+# A photo is an outlier candidate when its distance to the nearest class mean is this many
+# times the median distance of a photo to its own class mean.
+OUTLIER_RATIO = 1.6
+# At most this share of the photos (plus OUTLIER_MIN) is reported as outliers, the farthest first.
+OUTLIER_SHARE = 0.01
+OUTLIER_MIN = 5
+# Iterations of each fold's fit: probabilities need far fewer than a converged model (on the
+# digits, 100, 200 and 400 flagged the same photos).
+FOLD_ITERATIONS = 200
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """cleanlab's verdict on the out-of-fold probabilities.
+
+    Attributes:
+        ranked: indices of the flagged photos, most suspicious first.
+        quality: per photo, cleanlab's label quality (0 = surely wrong, 1 = surely right).
+        suggested: per photo, the class the out-of-fold head prefers.
+    """
+
+    ranked: np.ndarray
+    quality: np.ndarray
+    suggested: np.ndarray
+
+
+def out_of_fold_probabilities(
+    features: np.ndarray, labels: np.ndarray, class_count: int, *, folds: int = FOLDS, seed: int = 0
+) -> np.ndarray:
+    """Each photo's class probabilities from a head that never saw it (k-fold).
+
+    Args:
+        features: `(N, F)` float32.
+        labels: `(N,)` class indices.
+        class_count: the number of classes.
+        folds: how many folds. Defaults to 5 (fewer when a class has fewer photos).
+        seed: shuffles the folds. Defaults to 0.
+
+    Returns:
+        `(N, class_count)` probabilities.
+    """
+    labels = np.asarray(labels, np.int64)
+    n = len(labels)
+    probabilities = np.full((n, class_count), 1.0 / class_count, np.float32)
+    counts = np.bincount(labels, minlength=class_count)
+    k = int(min(folds, max(2, counts[counts > 0].min(initial=n))))
+    if n < 4:
+        return probabilities
+    # Stratified: each class's photos dealt round-robin over the folds in a shuffled order.
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(n, np.int64)
+    for c in range(class_count):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        fold_of[members] = (np.arange(len(members)) + rng.integers(k)) % k
+    for fold in range(k):
+        held = fold_of == fold
+        if held.all() or not held.any():
+            continue
+        head = fit_softmax(
+            features[~held], labels[~held], class_count, l2=DEFAULT_L2, max_iterations=FOLD_ITERATIONS
+        )
+        probabilities[held] = head.probabilities(features[held])
+    return probabilities
+
+
+def label_issues(labels: np.ndarray, probabilities: np.ndarray) -> LabelIssues:
+    """Rank the photos whose folder label the out-of-fold head disagrees with, via cleanlab.
+
+    Args:
+        labels: `(N,)` class indices (the folders).
+        probabilities: `(N, C)` out-of-fold probabilities.
+
+    Returns:
+        The `LabelIssues`.
+    """
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    labels = np.asarray(labels, np.int64)
+    suggested = probabilities.argmax(axis=1)
+    present = np.unique(labels)
+    if len(present) < 2:
+        return LabelIssues(np.zeros(0, np.int64), np.ones(len(labels)), suggested)
+    # cleanlab wants every class column to have photos: score within the classes present.
+    remap = np.full(probabilities.shape[1], -1)
+    remap[present] = np.arange(len(present))
+    probs = probabilities[:, present].astype(np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)
+    local = remap[labels]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        quality = get_label_quality_scores(local, probs, method="self_confidence")
+        ranked = find_label_issues(local, probs, return_indices_ranked_by="self_confidence")
+    return LabelIssues(np.asarray(ranked, np.int64), np.asarray(quality, np.float64), suggested)
+
+
+def normalised(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32); an all-zero row stays zero."""
+    x = np.asarray(features, np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def block_rows(n: int, cells: int = BLOCK_CELLS) -> int:
+    """How many rows of an `(n, n)` similarity matrix one block holds."""
+    return max(1, min(n, cells // max(n, 1)))
+
+
+def similar_pairs(
+    unit: np.ndarray,
+    threshold: float = DUPLICATE_THRESHOLD,
+    *,
+    relative: float = RELATIVE_DISTANCE,
+    cells: int = BLOCK_CELLS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every near-duplicate pair (i < j), found block by block.
+
+    A pair counts when its cosine similarity is at least `threshold` and its
+    distance (1 - similarity) is at most `relative` times the distance of each
+    photo to its `NEIGHBOURS`-th nearest photo: a copy stands out from a
+    photo's ordinary neighbours even in a dataset of look-alikes (digits).
+
+    Args:
+        unit: `(N, F)` unit-length rows (`normalised`).
+        threshold: the similarity cut. Defaults to `DUPLICATE_THRESHOLD`.
+        relative: the distance ratio. Defaults to `RELATIVE_DISTANCE`; 1.0 or more turns it off.
+        cells: similarities held at once. Defaults to `BLOCK_CELLS`.
+
+    Returns:
+        `(i, j, similarity)` arrays.
+    """
+    n = len(unit)
+    step = block_rows(n, cells)
+    k = min(NEIGHBOURS, n - 1)
+    typical = np.zeros(n, np.float32)
+    rows, cols, sims = [], [], []
+    for start in range(0, n, step):
+        block = unit[start : start + step] @ unit.T  # one matrix product per block of rows
+        here = np.arange(block.shape[0])
+        block[here, here + start] = -1.0  # not a photo's own neighbour
+        if k > 0:
+            typical[start : start + len(here)] = 1.0 - np.partition(block, -k, axis=1)[:, -k]
+        i, j = np.nonzero(block >= threshold)
+        keep = j > i + start
+        rows.append(i[keep] + start)
+        cols.append(j[keep])
+        sims.append(block[i[keep], j[keep]])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    i, j, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
+    if relative < 1.0 and k > 0:
+        distance = 1.0 - s
+        keep = (distance <= relative * typical[i]) & (distance <= relative * typical[j])
+        i, j, s = i[keep], j[keep], s[keep]
+    return i, j, s
+
+
+def duplicate_groups(n: int, i: np.ndarray, j: np.ndarray) -> list[np.ndarray]:
+    """Connected components of the near-duplicate pairs: groups of 2 or more photos, largest first."""
+    if len(i) == 0:
+        return []
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component)
+    groups = [np.flatnonzero(component == c) for c in np.flatnonzero(sizes >= 2)]
+    return sorted(groups, key=lambda g: (-len(g), int(g[0])))
+
+
+def outlier_scores(
+    unit: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far each photo is from every class, and how suspicious that makes it.
+
+    Args:
+        unit: `(N, F)` unit-length features.
+        labels: `(N,)` class indices.
+        probabilities: `(N, C)` out-of-fold probabilities.
+
+    Returns:
+        `(ratio, score)`: the distance to the nearest class mean over the median
+        distance to one's own class mean; and `ratio * (1 - confidence / 2)`.
+    """
+    labels = np.asarray(labels, np.int64)
+    present = np.unique(labels)
+    means = normalised(np.stack([unit[labels == c].mean(axis=0) for c in present]))
+    distance = 1.0 - unit @ means.T  # (N, classes present)
+    own = distance[np.arange(len(labels)), np.searchsorted(present, labels)]
+    scale = max(float(np.median(own)), 1e-6)
+    ratio = distance.min(axis=1) / scale
+    confidence = probabilities.max(axis=1)
+    return ratio, ratio * (1.0 - confidence / 2.0)
+
+
+def nearest_neighbours(unit: np.ndarray, rows: np.ndarray, k: int = 3) -> np.ndarray:
+    """For each of `rows`, the `k` most similar other photos (indices, most similar first)."""
+    if len(rows) == 0 or len(unit) < 2:
+        return np.zeros((len(rows), 0), np.int64)
+    k = min(k, len(unit) - 1)
+    sims = unit[rows] @ unit.T
+    sims[np.arange(len(rows)), rows] = -np.inf
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(top, order, axis=1)
+
+
+def leak_accuracy(
+    features: np.ndarray,
+    labels: np.ndarray,
+    class_count: int,
+    train: np.ndarray,
+    test: np.ndarray,
+    leaked: np.ndarray,
+) -> tuple[float | None, float | None]:
+    """Test accuracy of a head fitted on the train rows, with and without the leaked test rows.
+
+    Returns:
+        `(accuracy on every test row, accuracy on the test rows not leaked)`; None where
+        there is nothing to fit or score.
+    """
+    if not train.any() or not test.any():
+        return None, None
+    head = fit_softmax(
+        features[train], labels[train], class_count, l2=DEFAULT_L2, max_iterations=FOLD_ITERATIONS
+    )
+    right = head.probabilities(features).argmax(axis=1) == labels
+    clean = test & ~leaked
+    return float(right[test].mean()), (float(right[clean].mean()) if clean.any() else None)
