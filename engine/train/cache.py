@@ -40,7 +40,10 @@ if TYPE_CHECKING:
     from engine.models.runtime import FeatureRuntime
 
 CACHE_SUBDIR = "bottlenecks"
-_SCHEMA_VERSION = 1
+# 2: caches written by version 1 may hold features under other photos' keys
+# (a run that met a partly warm cache stored new rows out of order, fixed with
+# the data loop); a new key starts every cache afresh instead of trusting them.
+_SCHEMA_VERSION = 2
 # SQLite result codes (extended, as Python reports them): a write that failed (a full
 # disk, a file size limit: SQLITE_FULL, SQLITE_IOERR_WRITE / _FSYNC / _DIR_FSYNC /
 # _TRUNCATE) is the disk's problem; any other I/O error (a short read of a truncated
