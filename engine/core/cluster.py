@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -279,6 +280,57 @@ def prepare_batch(
         "image": images,
         "error": np.asarray(errors, dtype=object),
     }
+
+
+class HeadWatch:
+    """Watches the head of a remote cluster while the driver waits on it.
+
+    Ray's driver waits a minute for a head that went away, then ends the whole
+    process. While this watch is active (a `with` block in the main thread), a
+    head that stops answering for `grace` seconds interrupts the main thread,
+    and `lost` says why, so the caller raises a clear error and the run can
+    still write its logs and status.
+
+    Args:
+        address: "local" (nothing to watch) or HOST:PORT.
+        interval: seconds between checks. Defaults to 1.
+        grace: seconds without an answer before the head counts as gone. Defaults to 5.
+    """
+
+    def __init__(self, address: str, *, interval: float = 1.0, grace: float = 5.0) -> None:
+        self.address = address
+        self.interval = interval
+        self.grace = grace
+        self.lost: str | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> HeadWatch:
+        if self.address != LOCAL and threading.current_thread() is threading.main_thread():
+            self._thread = threading.Thread(target=self._watch, name="ray-head-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        import _thread
+
+        silent_since: float | None = None
+        while not self._done.wait(self.interval):
+            try:
+                _reachable(self.address, self.interval)
+                silent_since = None
+            except StudioError as exc:
+                now = time.monotonic()
+                silent_since = silent_since if silent_since is not None else now
+                if now - silent_since >= self.grace and not self._done.is_set():
+                    self.lost = str(exc)
+                    _thread.interrupt_main()
+                    return
 
 
 class ModelActor:

@@ -146,29 +146,46 @@ def ray_batches(
     )
     prepare = functools.partial(cluster.prepare_batch, load=load, size=runtime.input_size)
     finished = False
+    watch = cluster.HeadWatch(address)
     try:
-        for batch in cluster.map_files(
-            info, paths, prepare, FeatureActor, spec, batch_size=batch_size, num_gpus=num_gpus
-        ):
-            errors = batch["error"]
-            positions = [int(i) for i in batch["index"]]
-            ok = [k for k, error in enumerate(errors) if error == ""]
-            failures = [(positions[k], str(errors[k])) for k in range(len(errors)) if errors[k] != ""]
-            if nodes is not None:
-                for node in batch["node"]:
-                    nodes[str(node)] = nodes.get(str(node), 0) + 1
-            features = np.asarray(batch["features"], np.float32)[ok] if ok else None
-            yield [positions[k] for k in ok], features, failures
+        with watch:
+            yield from _collect(
+                cluster.map_files(
+                    info, paths, prepare, FeatureActor, spec, batch_size=batch_size, num_gpus=num_gpus
+                ),
+                nodes,
+            )
         finished = True
-    except StudioError:
-        raise
-    except GeneratorExit:
+    except KeyboardInterrupt:
+        if watch.lost is None:
+            raise
+        raise StudioError(
+            f"the Ray cluster at {address} went away during the run ({watch.lost}); the features "
+            "computed so far are cached, so start the run again when the cluster is back "
+            "(or without --ray)"
+        ) from None
+    except (StudioError, GeneratorExit):
         raise
     except Exception as exc:  # Ray's errors: a node, an actor or the head went away
         raise cluster.cluster_error(exc, address) from exc
     finally:
-        if not finished:
+        if not finished and watch.lost is None:
             cluster.disconnect()  # cancels what this driver still has running on the cluster
+
+
+def _collect(
+    batches: Iterator[dict[str, Any]], nodes: dict[str, int] | None
+) -> Iterator[tuple[list[int], np.ndarray | None, list[tuple[int, str]]]]:
+    for batch in batches:
+        errors = batch["error"]
+        positions = [int(i) for i in batch["index"]]
+        ok = [k for k, error in enumerate(errors) if error == ""]
+        failures = [(positions[k], str(errors[k])) for k in range(len(errors)) if errors[k] != ""]
+        if nodes is not None:
+            for node in batch["node"]:
+                nodes[str(node)] = nodes.get(str(node), 0) + 1
+        features = np.asarray(batch["features"], np.float32)[ok] if ok else None
+        yield [positions[k] for k in ok], features, failures
 
 
 def _gpu_memory_gb() -> float:

@@ -1,0 +1,148 @@
+"""A real two-node Ray cluster on 127.0.0.1 (tests/support/ray_cluster.py): the studio's `--ray` path.
+
+One cluster for the module (a head and a second node, 1 logical CPU each,
+token authentication on), in a network and PID namespace of its own; it is
+stopped with `ray stop --force` at the end, also when a test fails. The
+features are checked against the in-process ones, image for image.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.data.scan import scan_dataset
+from engine.models.loading import load_feature_runtime
+from engine.train.bottlenecks import extract_bottlenecks
+from engine.train.cache import BottleneckCache
+from tests.support.factories import write_class_folders
+from tests.support.ray_cluster import LocalRayCluster
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[LocalRayCluster]:
+    with LocalRayCluster(nodes=2, cpus=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    return load_feature_runtime("efficientnet_lite0", input_size=SIZE)
+
+
+def _in_process(folder: Path, runtime) -> dict[str, np.ndarray]:
+    records = list(scan_dataset(folder, use_cache=False).images)
+    result = extract_bottlenecks(records, runtime)
+    return {records[i].sha256: result.features[row] for row, i in enumerate(result.kept)}
+
+
+def _cache_rows(cache: BottleneckCache) -> int:
+    try:
+        return len(cache)
+    except sqlite3.Error:
+        return 0
+
+
+def _driver(ray_cluster: LocalRayCluster, images: Path, cache: Path, *extra: str) -> subprocess.Popen:
+    return ray_cluster.popen(
+        [sys.executable, "-m", "tests.support.ray_driver", "--images", str(images),
+         "--cache", str(cache), "--ray", ray_cluster.address, *extra],
+        cwd=ROOT,
+    )  # fmt: skip
+
+
+def _last_json(stdout: str) -> dict:
+    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+
+
+def test_retrain_on_two_nodes_uses_both_and_caches_the_in_process_features(
+    ray_cluster: LocalRayCluster, runtime, tmp_path: Path
+) -> None:
+    images = write_class_folders(tmp_path / "data", {"red": 30, "green": 30, "blue": 30})
+    cache_dir = tmp_path / "bottlenecks"
+    done = ray_cluster.run(
+        [sys.executable, "-m", "engine", "retrain", "--image_dir", str(images),
+         "--architecture", "efficientnet_lite0", "--image_size", str(SIZE),
+         "--how_many_training_steps", "20", "--bottleneck_dir", str(cache_dir), "--seed", "3",
+         "--runs_dir", str(tmp_path / "runs"), "--ray", ray_cluster.address],
+        cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    status = json.loads((run / "status.json").read_text())
+    nodes = status["bottlenecks"]["ray_nodes"]
+    assert len(nodes) == 2 and sum(nodes.values()) == 90, nodes  # both nodes did work
+    expected = _in_process(images, runtime)
+    cache = BottleneckCache.for_runtime(runtime, cache_dir)
+    found, damaged = cache.get_many(expected)
+    assert damaged == 0 and set(found) == set(expected)
+    worst = max(float(np.abs(found[sha] - vector).max()) for sha, vector in expected.items())
+    assert worst < 1e-6
+
+
+def test_a_driver_without_the_token_is_refused_with_what_to_do(
+    ray_cluster: LocalRayCluster, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in ray_cluster.env.items() if k != "RAY_AUTH_TOKEN"}
+    env.update(HOME=str(tmp_path), RAY_AUTH_TOKEN=f"{'0' * 64}")
+    code = (
+        "from engine.core.cluster import connect\n"
+        f"connect({ray_cluster.address!r}, timeout=15)\n"
+    )
+    done = ray_cluster.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=120)
+    assert done.returncode != 0
+    assert "RAY_AUTH_TOKEN" in done.stderr and "did not accept this driver" in done.stderr
+
+
+def test_a_killed_worker_is_retried_and_the_cache_ends_complete(
+    ray_cluster: LocalRayCluster, runtime, tmp_path: Path
+) -> None:
+    images = write_class_folders(tmp_path / "data", {"a": 300, "b": 300})
+    cache_dir = tmp_path / "bottlenecks"
+    driver = _driver(ray_cluster, images, cache_dir)
+    cache = BottleneckCache.for_runtime(runtime, cache_dir)
+    wait_for(lambda: _cache_rows(cache) > 0 or driver.poll() is not None, timeout=240,
+             what="the first features in the cache")  # fmt: skip
+    killed = ray_cluster.kill("FeatureActor")
+    assert killed and driver.poll() is None and _cache_rows(cache) < 600  # killed mid-run
+    stdout, stderr = driver.communicate(timeout=600)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert _last_json(stdout)["computed"] == 600
+    expected = _in_process(images, runtime)
+    found, damaged = cache.get_many(expected)
+    assert damaged == 0 and len(found) == 600 == len(cache)
+    assert max(float(np.abs(found[s] - v).max()) for s, v in expected.items()) < 1e-6
+
+
+def test_cancelling_the_driver_keeps_a_consistent_cache_that_the_next_run_completes(
+    ray_cluster: LocalRayCluster, runtime, tmp_path: Path
+) -> None:
+    images = write_class_folders(tmp_path / "data", {"a": 100, "b": 100})
+    cache_dir = tmp_path / "bottlenecks"
+    first = _driver(ray_cluster, images, cache_dir, "--stop_after", "32")
+    stdout, stderr = first.communicate(timeout=600)
+    assert first.returncode == 2, stderr[-3000:]
+    assert "cancelled" in _last_json(stdout)["error"]
+    cache = BottleneckCache.for_runtime(runtime, cache_dir)
+    kept = len(cache)
+    assert 32 <= kept < 200
+    found, damaged = cache.get_many(_in_process(images, runtime))
+    assert damaged == 0 and len(found) == kept
+    second = _driver(ray_cluster, images, cache_dir)
+    stdout, stderr = second.communicate(timeout=600)
+    assert second.returncode == 0, stderr[-3000:]
+    assert _last_json(stdout)["cached"] == kept and _last_json(stdout)["computed"] == 200 - kept
+    assert len(cache) == 200
