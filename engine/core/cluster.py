@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -305,7 +305,7 @@ class HeadWatch:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> HeadWatch:
+    def __enter__(self) -> Self:
         if self.address != LOCAL and threading.current_thread() is threading.main_thread():
             self._thread = threading.Thread(target=self._watch, name="ray-head-watch", daemon=True)
             self._thread.start()

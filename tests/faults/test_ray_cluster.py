@@ -98,10 +98,7 @@ def test_a_driver_without_the_token_is_refused_with_what_to_do(
 ) -> None:
     env = {k: v for k, v in ray_cluster.env.items() if k != "RAY_AUTH_TOKEN"}
     env.update(HOME=str(tmp_path), RAY_AUTH_TOKEN=f"{'0' * 64}")
-    code = (
-        "from engine.core.cluster import connect\n"
-        f"connect({ray_cluster.address!r}, timeout=15)\n"
-    )
+    code = f"from engine.core.cluster import connect\nconnect({ray_cluster.address!r}, timeout=15)\n"
     done = ray_cluster.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=120)
     assert done.returncode != 0
     assert "RAY_AUTH_TOKEN" in done.stderr and "did not accept this driver" in done.stderr

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 RAY = str(Path(sys.executable).with_name("ray"))
 PORT = 6390
@@ -86,7 +86,7 @@ class LocalRayCluster:
                 self._holder.wait(timeout=30)
             shutil.rmtree(self.temp, ignore_errors=True)
 
-    def __enter__(self) -> LocalRayCluster:
+    def __enter__(self) -> Self:
         try:
             return self.start()
         except BaseException:
@@ -102,10 +102,12 @@ class LocalRayCluster:
         """`argv` run inside the cluster's network and PID namespaces."""
         return ["nsenter", "-t", str(self.ns_pid), "-n", "-p", "-m", "--", *argv]
 
-    def run(self, argv: list[str], *, timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: list[str], *, timeout: float = 300, **kwargs: Any
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             self.command(argv), env=kwargs.pop("env", self.env), capture_output=True, text=True,
-            timeout=timeout, **kwargs,
+            check=False, timeout=timeout, **kwargs,
         )  # fmt: skip
 
     def check(self, argv: list[str], *, timeout: float = 300) -> subprocess.CompletedProcess:
