@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "engine.commands.sweep",
     "engine.commands.label_image",
     "engine.commands.logs",
+    "engine.commands.cluster",
 )
 
 

@@ -19,6 +19,7 @@ results stream back to the driver batch by batch, in completion order.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -317,8 +318,6 @@ class HeadWatch:
             self._thread.join()
 
     def _watch(self) -> None:
-        import _thread
-
         silent_since: float | None = None
         while not self._done.wait(self.interval):
             try:
@@ -329,7 +328,8 @@ class HeadWatch:
                 silent_since = silent_since if silent_since is not None else now
                 if now - silent_since >= self.grace and not self._done.is_set():
                     self.lost = str(exc)
-                    _thread.interrupt_main()
+                    # A real SIGINT, not interrupt_main(): it also wakes a main thread blocked in a wait.
+                    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
                     return
 
 

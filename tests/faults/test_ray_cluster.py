@@ -58,7 +58,7 @@ def _cache_rows(cache: BottleneckCache) -> int:
 
 def _driver(ray_cluster: LocalRayCluster, images: Path, cache: Path, *extra: str) -> subprocess.Popen:
     return ray_cluster.popen(
-        [sys.executable, "-m", "tests.support.ray_driver", "--images", str(images),
+        [sys.executable, "-m", "tests.support.cluster_driver", "--images", str(images),
          "--cache", str(cache), "--ray", ray_cluster.address, *extra],
         cwd=ROOT,
     )  # fmt: skip
@@ -91,6 +91,23 @@ def test_retrain_on_two_nodes_uses_both_and_caches_the_in_process_features(
     assert damaged == 0 and set(found) == set(expected)
     worst = max(float(np.abs(found[sha] - vector).max()) for sha, vector in expected.items())
     assert worst < 1e-6
+
+    # label_image on the same cluster: the run's answers for every photo, as in-process.
+    done = ray_cluster.run(
+        [sys.executable, "-m", "engine", "label_image", "--graph", str(run), "--image", str(images),
+         "--output_csv", str(tmp_path / "labels.csv"), "--ray", ray_cluster.address],
+        cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    import pandas as pd
+
+    from engine.serve.inference import Predictor, image_files
+
+    on_cluster = pd.read_csv(tmp_path / "labels.csv")
+    here = Predictor.from_run(run).predict_many([str(f) for f in image_files([images])])
+    assert list(on_cluster["source"]) == list(here["source"]) and len(here) == 90
+    assert list(on_cluster["label"]) == list(here["label"])
+    assert np.abs(on_cluster["probability"].to_numpy() - here["probability"].to_numpy()).max() < 1e-5
 
 
 def test_a_driver_without_the_token_is_refused_with_what_to_do(
@@ -143,3 +160,35 @@ def test_cancelling_the_driver_keeps_a_consistent_cache_that_the_next_run_comple
     assert second.returncode == 0, stderr[-3000:]
     assert _last_json(stdout)["cached"] == kept and _last_json(stdout)["computed"] == 200 - kept
     assert len(cache) == 200
+
+
+def test_the_train_page_shows_the_live_cluster_and_asks_for_it(ray_cluster: LocalRayCluster) -> None:
+    # The AppTest runs inside the cluster's namespace, where 127.0.0.1 is the cluster's.
+    env = {**ray_cluster.env, "RS_TEST_RAY_ADDRESS": ray_cluster.address}
+    done = ray_cluster.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/app/test_app_train_cluster.py::test_a_live_cluster_shows_its_nodes_and_the_run_asks_for_it"],
+        cwd=ROOT, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:]
+
+
+def test_a_cluster_that_goes_away_is_a_clear_error_and_the_cache_stays_whole(
+    ray_cluster: LocalRayCluster, runtime, tmp_path: Path
+) -> None:
+    # Last in the module: it stops the cluster (the fixture's `ray stop --force` then finds nothing).
+    images = write_class_folders(tmp_path / "data", {"a": 300, "b": 300})
+    cache_dir = tmp_path / "bottlenecks"
+    driver = _driver(ray_cluster, images, cache_dir)
+    cache = BottleneckCache.for_runtime(runtime, cache_dir)
+    wait_for(lambda: _cache_rows(cache) > 0 or driver.poll() is not None, timeout=240,
+             what="the first features in the cache")  # fmt: skip
+    assert driver.poll() is None
+    assert ray_cluster.kill("gcs_server") and ray_cluster.kill("raylet")  # the head and both nodes
+    stdout, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 2, stderr[-3000:]
+    error = _last_json(stdout)["error"]
+    assert "went away" in error and ray_cluster.address in error and "start the run again" in error
+    kept = len(cache)
+    found, damaged = cache.get_many(_in_process(images, runtime))
+    assert damaged == 0 and len(found) == kept > 0
