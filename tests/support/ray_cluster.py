@@ -98,15 +98,19 @@ class LocalRayCluster:
 
     # ------------------------------------------------------------ commands inside the namespace
 
-    def command(self, argv: list[str]) -> list[str]:
-        """`argv` run inside the cluster's network and PID namespaces."""
-        return ["nsenter", "-t", str(self.ns_pid), "-n", "-p", "-m", "--", *argv]
+    def command(self, argv: list[str], cwd: str | Path | None = None) -> list[str]:
+        """`argv` run inside the cluster's network, PID and mount namespaces, in `cwd`.
+
+        Entering a mount namespace resets the working folder to `/`, so it is set again here.
+        """
+        return ["nsenter", "-t", str(self.ns_pid), "-n", "-p", "-m", f"--wd={cwd or os.getcwd()}",
+                "--", *argv]  # fmt: skip
 
     def run(
         self, argv: list[str], *, timeout: float = 300, **kwargs: Any
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            self.command(argv), env=kwargs.pop("env", self.env), capture_output=True, text=True,
+            self.command(argv, kwargs.pop("cwd", None)), env=kwargs.pop("env", self.env), capture_output=True, text=True,
             check=False, timeout=timeout, **kwargs,
         )  # fmt: skip
 
@@ -118,7 +122,7 @@ class LocalRayCluster:
 
     def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            self.command(argv), env=kwargs.pop("env", self.env), stdout=subprocess.PIPE,
+            self.command(argv, kwargs.pop("cwd", None)), env=kwargs.pop("env", self.env), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, **kwargs,
         )  # fmt: skip
 
