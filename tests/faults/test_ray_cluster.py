@@ -64,6 +64,17 @@ def _driver(ray_cluster: LocalRayCluster, images: Path, cache: Path, *extra: str
     )  # fmt: skip
 
 
+def _running_driver(ray_cluster: LocalRayCluster, runtime, tmp_path: Path):
+    """600 photos being extracted on the cluster, once the first features are in the cache."""
+    images = write_class_folders(tmp_path / "data", {"a": 300, "b": 300})
+    cache_dir = tmp_path / "bottlenecks"
+    driver = _driver(ray_cluster, images, cache_dir)
+    cache = BottleneckCache.for_runtime(runtime, cache_dir)
+    wait_for(lambda: _cache_rows(cache) > 0 or driver.poll() is not None, timeout=240,
+             what="the first features in the cache")  # fmt: skip
+    return images, driver, cache
+
+
 def _last_json(stdout: str) -> dict:
     return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
 
@@ -124,12 +135,7 @@ def test_a_driver_without_the_token_is_refused_with_what_to_do(
 def test_a_killed_worker_is_retried_and_the_cache_ends_complete(
     ray_cluster: LocalRayCluster, runtime, tmp_path: Path
 ) -> None:
-    images = write_class_folders(tmp_path / "data", {"a": 300, "b": 300})
-    cache_dir = tmp_path / "bottlenecks"
-    driver = _driver(ray_cluster, images, cache_dir)
-    cache = BottleneckCache.for_runtime(runtime, cache_dir)
-    wait_for(lambda: _cache_rows(cache) > 0 or driver.poll() is not None, timeout=240,
-             what="the first features in the cache")  # fmt: skip
+    images, driver, cache = _running_driver(ray_cluster, runtime, tmp_path)
     killed = ray_cluster.kill("FeatureActor")
     assert killed and driver.poll() is None and _cache_rows(cache) < 600  # killed mid-run
     stdout, stderr = driver.communicate(timeout=600)
@@ -177,12 +183,7 @@ def test_a_cluster_that_goes_away_is_a_clear_error_and_the_cache_stays_whole(
     ray_cluster: LocalRayCluster, runtime, tmp_path: Path
 ) -> None:
     # Last in the module: it stops the cluster (the fixture's `ray stop --force` then finds nothing).
-    images = write_class_folders(tmp_path / "data", {"a": 300, "b": 300})
-    cache_dir = tmp_path / "bottlenecks"
-    driver = _driver(ray_cluster, images, cache_dir)
-    cache = BottleneckCache.for_runtime(runtime, cache_dir)
-    wait_for(lambda: _cache_rows(cache) > 0 or driver.poll() is not None, timeout=240,
-             what="the first features in the cache")  # fmt: skip
+    images, driver, cache = _running_driver(ray_cluster, runtime, tmp_path)
     assert driver.poll() is None
     # The head's control store goes: the cluster is gone for the driver. (Killing the raylet under
     # the driver instead makes Ray end the driver process at once, exit 1: nothing to catch.)
