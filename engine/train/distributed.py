@@ -52,7 +52,8 @@ def _model_spec(runtime: FeatureRuntime, gpus: float) -> dict[str, Any]:
     """What an actor needs to build the driver's runtime again."""
     backbone = runtime.backbone
     common = {"backbone": backbone.name, "input_size": runtime.input_size}
-    if gpus > 0 and runtime.backbone.weights_source:
+    if runtime.runtime == "litert" and gpus > 0:
+        # LiteRT runtimes hold the backbone's own (ImageNet) weights: a GPU node builds them itself.
         return {**common, "kind": "tensorflow-gpu"}
     if runtime.runtime == "litert":
         return {**common, "kind": "litert", "model": runtime.model_bytes()}  # type: ignore[attr-defined]
@@ -135,7 +136,7 @@ def ray_batches(
     info = cluster.connect(address)
     spec = _model_spec(runtime, info.gpus)
     num_gpus = 0.0
-    if spec["kind"] == "tensorflow-gpu":
+    if spec["kind"] != "litert" and info.gpus > 0:  # TensorFlow on the nodes' GPUs
         num_gpus, batch_size = 1.0, gpu_batch_size(_gpu_memory_gb(), runtime.input_size)
     backbone = runtime.backbone
     load = functools.partial(
