@@ -79,6 +79,23 @@ def _last_json(stdout: str) -> dict:
     return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
 
 
+def test_the_embedded_ray_gives_the_in_process_features(runtime, tmp_path: Path) -> None:
+    # `--ray local` starts Ray inside the driver; a loopback-only namespace keeps it off the network.
+    images = write_class_folders(tmp_path / "data", {"a": 20, "b": 20})
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, "-m",
+         "tests.support.cluster_driver", "--images", str(images), "--cache", str(tmp_path / "bn"),
+         "--ray", "local"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = _last_json(done.stdout)
+    assert out["computed"] == 40 and len(out["nodes"]) == 1
+    expected = _in_process(images, runtime)
+    found, damaged = BottleneckCache.for_runtime(runtime, tmp_path / "bn").get_many(expected)
+    assert damaged == 0 and max(float(np.abs(found[s] - v).max()) for s, v in expected.items()) < 1e-6
+
+
 def test_retrain_on_two_nodes_uses_both_and_caches_the_in_process_features(
     ray_cluster: LocalRayCluster, runtime, tmp_path: Path
 ) -> None:

@@ -93,3 +93,12 @@ def test_cluster_info_counts_only_live_nodes() -> None:
 def test_gpu_batches_shrink_with_memory_and_input_size() -> None:
     assert gpu_batch_size(80) > gpu_batch_size(16) > gpu_batch_size(4) >= 8
     assert gpu_batch_size(16, 380) < gpu_batch_size(16, 224)
+
+
+def test_the_sweep_takes_the_same_ray_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.train.sweep_config import SweepConfig
+
+    with pytest.raises(StudioError, match="--ray="):
+        SweepConfig(ray="nohost").validate()
+    monkeypatch.setenv(cluster.ADDRESS_ENV, "local")
+    assert SweepConfig(image_dir="/photos", seed=1).resolved().ray == "local"
