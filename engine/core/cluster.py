@@ -10,10 +10,7 @@ authentication is on in current Ray releases: a driver without the cluster's
 token is refused, so the token must reach this process as `RAY_AUTH_TOKEN`,
 `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`.
 
-`map_files` is the one pipeline both distributed users share (bottleneck
-extraction, batch prediction): the driver lists the files, Ray tasks decode
-and prepare them, an actor pool (one actor per node) runs the model, and the
-results stream back to the driver batch by batch, in completion order.
+The Ray Data pipeline both distributed users share is in `engine.core.raydata`.
 """
 
 from __future__ import annotations
@@ -23,23 +20,14 @@ import signal
 import socket
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Self
 
-import numpy as np
-
-from engine.core.errors import ImageError, StudioError
+from engine.core.errors import StudioError
 
 ADDRESS_ENV = "RETRAIN_STUDIO_RAY_ADDRESS"
 LOCAL = "local"
 CONNECT_TIMEOUT_S = 45.0
-# Logical CPUs an actor and a decode task reserve. Fractions: on a 2-core machine an actor
-# pool that reserves every CPU leaves no room for the decode tasks and the pipeline hangs.
-ACTOR_CPUS = 0.25
-PREPARE_CPUS = 0.5
 # The embedded Ray's shared-memory object store: batches are small, keep it modest.
 _LOCAL_OBJECT_STORE = 512 * 1024 * 1024
 _TOKEN_HELP = (
@@ -254,35 +242,6 @@ def cluster_error(exc: BaseException, address: str) -> StudioError:
     )
 
 
-def prepare_batch(
-    batch: dict[str, Any], *, load: Callable[[str], np.ndarray], size: int
-) -> dict[str, Any]:
-    """Decode and prepare a batch of files (runs as a Ray task).
-
-    Args:
-        batch: `{"index": ..., "path": ...}` columns.
-        load: one path -> uint8 `(size, size, 3)`; raises `ImageError` for a bad file.
-        size: the prepared side.
-
-    Returns:
-        `{"index", "image", "error"}`: a file that failed has a blank image and its reason.
-    """
-    paths = list(batch["path"])
-    images = np.zeros((len(paths), size, size, 3), np.uint8)
-    errors: list[str] = []
-    for row, path in enumerate(paths):
-        try:
-            images[row] = load(str(path))
-            errors.append("")
-        except ImageError as exc:
-            errors.append(exc.reason or "not a usable image")
-    return {
-        "index": np.asarray(batch["index"]),
-        "image": images,
-        "error": np.asarray(errors, dtype=object),
-    }
-
-
 class HeadWatch:
     """Watches the head of a remote cluster while the driver waits on it.
 
@@ -331,81 +290,3 @@ class HeadWatch:
                     # A real SIGINT, not interrupt_main(): it also wakes a main thread blocked in a wait.
                     signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
                     return
-
-
-class ModelActor:
-    """Base of the actor-pool classes: `setup(**kwargs)` once, then `run(batch)` per batch.
-
-    Subclasses are given to `map_files`; each call returns the batch with the
-    node's id added, so the driver can tell which node did the work.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        import ray
-
-        self.node_id = ray.get_runtime_context().get_node_id()
-        self.setup(**kwargs)
-
-    def setup(self, **kwargs: Any) -> None:
-        raise NotImplementedError
-
-    def run(self, batch: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = self.run(batch)
-        out["node"] = [self.node_id] * len(batch["index"])
-        return out
-
-
-def map_files(
-    info: ClusterInfo,
-    paths: Sequence[str | Path],
-    prepare: Callable[[dict[str, Any]], dict[str, Any]],
-    actor: type[ModelActor],
-    actor_kwargs: dict[str, Any],
-    *,
-    batch_size: int,
-    num_gpus: float = 0.0,
-) -> Iterator[dict[str, Any]]:
-    """Prepare files in Ray tasks, run them through an actor pool, and stream the batches back.
-
-    Args:
-        info: the connected cluster (sizes the pool: one actor per live node).
-        paths: the files, listed by the driver; every node must see them at the same path.
-        prepare: a batch function `{"index", "path"} -> {"index", "image", "error", ...}`.
-        actor: the `ModelActor` subclass holding the model.
-        actor_kwargs: its `setup` arguments (large values are shipped once per actor).
-        batch_size: rows per batch.
-        num_gpus: GPUs per actor (0 on CPU nodes). Defaults to 0.
-
-    Yields:
-        The actor's output batches (numpy columns, with "node").
-    """
-    import ray.data
-    from ray.data import ActorPoolStrategy
-
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    items = [{"index": i, "path": str(p)} for i, p in enumerate(paths)]
-    blocks = max(1, min(len(items) // batch_size + 1, 200))
-    pool = max(1, len(info.alive))
-    with warnings.catch_warnings():
-        # Ray 2.60 marks every extra remote argument deprecated; SPREAD has no named one yet.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        dataset = (
-            ray.data.from_items(items, override_num_blocks=blocks)
-            .map_batches(prepare, batch_size=batch_size, batch_format="numpy", num_cpus=PREPARE_CPUS)
-            .map_batches(
-                actor,
-                fn_constructor_kwargs=actor_kwargs,
-                batch_size=batch_size,
-                batch_format="numpy",
-                compute=ActorPoolStrategy(size=pool),
-                num_cpus=ACTOR_CPUS,
-                num_gpus=num_gpus,
-                scheduling_strategy="SPREAD",  # one actor per node, not two on the first
-            )
-        )
-    yield from dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.core import cluster
+from engine.core import cluster, raydata
 from engine.core.errors import StudioError
 from engine.data.geometry import load_prepared
 from engine.serve.inference import Predictor, prediction_table
@@ -23,7 +23,7 @@ from engine.serve.inference import Predictor, prediction_table
 DEFAULT_BATCH = 32
 
 
-class PredictActor(cluster.ModelActor):
+class PredictActor(raydata.ModelActor):
     """Holds one loaded model per node; turns prepared images into class probabilities."""
 
     def setup(self, *, model_path: str) -> None:
@@ -79,10 +79,10 @@ def predict_many_ray(
         load_prepared, size=predictor.input_size, crop_fraction=predictor.crop_fraction,
         resample=predictor.resample,
     )  # fmt: skip
-    prepare = functools.partial(cluster.prepare_batch, load=load, size=predictor.input_size)
+    prepare = functools.partial(raydata.prepare_batch, load=load, size=predictor.input_size)
     rows: list[dict[str, Any] | None] = [None] * len(sources)
     try:
-        for batch in cluster.map_files(
+        for batch in raydata.map_files(
             info, sources, prepare, PredictActor, {"model_path": str(predictor.model_path)},
             batch_size=batch_size,
         ):  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.core import cluster
+from engine.core import cluster, raydata
 from engine.core.errors import StudioError
 from engine.data.geometry import load_prepared
 from engine.models.runtime import FeatureRuntime
@@ -70,7 +70,7 @@ def _model_spec(runtime: FeatureRuntime, gpus: float) -> dict[str, Any]:
             return {**common, "kind": "tensorflow", "model": handle.read()}
 
 
-class FeatureActor(cluster.ModelActor):
+class FeatureActor(raydata.ModelActor):
     """Holds one feature runtime per node; turns prepared images into features."""
 
     def setup(self, *, kind: str, backbone: str, input_size: int, model: bytes | None = None) -> None:
@@ -145,13 +145,13 @@ def ray_batches(
         crop_fraction=backbone.crop_fraction,
         resample=backbone.resample,
     )
-    prepare = functools.partial(cluster.prepare_batch, load=load, size=runtime.input_size)
+    prepare = functools.partial(raydata.prepare_batch, load=load, size=runtime.input_size)
     finished = False
     watch = cluster.HeadWatch(address)
     try:
         with watch:
             yield from _collect(
-                cluster.map_files(
+                raydata.map_files(
                     info, paths, prepare, FeatureActor, spec, batch_size=batch_size, num_gpus=num_gpus
                 ),
                 nodes,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.core import cluster
+from engine.core import cluster, raydata
 from engine.core.errors import StudioError
 from engine.data.geometry import load_prepared
 from engine.train.config import TrainConfig
@@ -67,7 +67,7 @@ def test_a_batch_is_prepared_with_its_bad_files_named_and_blank(tmp_path: Path) 
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     load = partial(load_prepared, size=32, crop_fraction=1.0, resample="bilinear")
-    out = cluster.prepare_batch(
+    out = raydata.prepare_batch(
         {"index": np.arange(3), "path": np.asarray([str(good[0]), str(bad), str(good[1])])},
         load=load,
         size=32,
