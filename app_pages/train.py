@@ -7,6 +7,7 @@ from engine.core.runstate import ACTIVE_STATES
 from engine.models.registry import DEFAULT_BACKBONE, list_backbones
 from engine.runs.listing import latest_run
 from ui import access, cached, state
+from ui.cluster import render_compute_choice
 from ui.errors import guard, show_error
 from ui.follow import follow
 from ui.render import SPLIT_DEFAULT, start_job
@@ -39,8 +40,9 @@ for message in blockers:
 
 with st.expander("Settings", expanded=active is None):
     backbone = render_backbone_picker(list_backbones(), DEFAULT_BACKBONE)
-    ready = active is None and backbone.weights_available() and not blockers
-    config = render_train_settings(backbone, root, disabled=not ready)
+    ray, usable = render_compute_choice(disabled=active is not None)
+    ready = active is None and backbone.weights_available() and not blockers and usable
+    config = render_train_settings(backbone, root, disabled=not ready, ray=ray)
 if config is not None:
     state.select_run(start_job(registry, config).run_id)
     st.rerun()

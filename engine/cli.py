@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "engine.commands.review",
     "engine.commands.label_image",
     "engine.commands.logs",
+    "engine.commands.cluster",
 )
 
 

@@ -70,7 +70,9 @@ def _slider(name: str, label: str, *, key: str, container: Any) -> int:
     )
 
 
-def render_train_settings(backbone: Backbone, image_dir: Path, *, disabled: bool) -> TrainConfig | None:
+def render_train_settings(
+    backbone: Backbone, image_dir: Path, *, disabled: bool, ray: str | None = None
+) -> TrainConfig | None:
     """The settings form; returns a validated TrainConfig when Start is pressed, else None.
 
     A setting training would refuse is shown as an error under the form, and
@@ -80,6 +82,7 @@ def render_train_settings(backbone: Backbone, image_dir: Path, *, disabled: bool
         backbone: the chosen backbone.
         image_dir: the dataset folder to train on.
         disabled: grey out Start (a job runs, or the weights are missing).
+        ray: the Ray cluster to compute the features on (`ui.cluster`). Defaults to None.
     """
     default = TrainConfig.default
     with st.form("train_settings", border=True):
@@ -171,6 +174,7 @@ def render_train_settings(backbone: Backbone, image_dir: Path, *, disabled: bool
         fine_tune_learning_rate=float(tune_rate),
         seed=None if seed is None else int(seed),
         export=bool(export),
+        ray=ray,
     )
     try:
         return config.validate()

@@ -57,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--prefer", choices=("litert", "tensorflow"), default="litert",
         help="for a run folder: the exported TFLite model (LiteRT) or model.keras",
     )  # fmt: skip
+    parser.add_argument(
+        "--ray",
+        help="label many photos on a Ray cluster: `local` (an embedded Ray) or the head's HOST:PORT "
+        "(default: in this process, or $RETRAIN_STUDIO_RAY_ADDRESS when set)",
+    )
     for name in IGNORED_FLAGS:
         kind = int if name.startswith("input_") and name != "input_layer" else str
         parser.add_argument(f"--{name}", type=kind, help="accepted for label_image.py; not needed")
@@ -119,7 +124,15 @@ def run_label_image(args: argparse.Namespace) -> int:
     files = image_files(args.image)
     if not files:
         raise StudioError(f"no files found in {args.image}; give image files or a folder of images")
-    table = predictor.predict_many([str(f) for f in files], top_k=args.top_k)
+    from engine.core.cluster import resolve_address
+
+    address = resolve_address(args.ray)
+    if address is None:
+        table = predictor.predict_many([str(f) for f in files], top_k=args.top_k)
+    else:
+        from engine.serve.distributed import predict_many_ray
+
+        table = predict_many_ray(predictor, [str(f) for f in files], address=address, top_k=args.top_k)
     text = table.to_csv(index=False)
     if args.output_csv:
         write_output_bytes(args.output_csv, text.encode("utf-8"), what="--output_csv")

@@ -174,6 +174,13 @@ class LiteRTFeatureRuntime(FeatureRuntime):
         self._set_output_size(first.output_size)
         self._idle.put(first)
 
+    def model_bytes(self) -> bytes:
+        """The `.tflite` this runtime runs, as bytes (to build the same runtime elsewhere)."""
+        if self._model_content is not None:
+            return bytes(self._model_content)
+        assert self.model_path is not None
+        return self.model_path.read_bytes()
+
     def _borrow(self, *, wait: bool) -> _Interpreter | None:
         try:
             return self._idle.get_nowait()

@@ -281,31 +281,59 @@ class Predictor:
             A `pandas.DataFrame` with columns `source, label, probability,
             top_k, seconds, error` (label and probability empty on error).
         """
-        import pandas as pd
-
         rows = []
         for source in sources:
             name = str(source) if isinstance(source, str | Path) else "<bytes>"
             try:
                 prediction = self.predict(source, top_k=top_k)
             except ImageError as exc:
-                rows.append(
-                    {"source": name, "label": None, "probability": None, "top_k": "",
-                     "seconds": None, "error": exc.reason}
-                )  # fmt: skip
+                rows.append(self.row(name, None, error=exc.reason))
                 continue
             rows.append(
-                {
-                    "source": name,
-                    "label": prediction.label,
-                    "probability": round(prediction.probability, 6),
-                    "top_k": "; ".join(f"{label}:{p:.4f}" for label, p in prediction.top_k),
-                    "seconds": round(prediction.seconds, 6),
-                    "error": None,
-                }
+                self.row(name, prediction.probabilities, top_k=top_k, seconds=prediction.seconds)
             )
-        columns = ["source", "label", "probability", "top_k", "seconds", "error"]
-        return pd.DataFrame(rows, columns=columns)
+        return prediction_table(rows)
+
+    def row(
+        self,
+        source: str,
+        probabilities: np.ndarray | None,
+        *,
+        top_k: int = 5,
+        seconds: float | None = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """One row of `predict_many`'s table: the best labels, or the error.
+
+        Args:
+            source: the image's name.
+            probabilities: its class probabilities, or None when it failed.
+            top_k: labels kept in the `top_k` column. Defaults to 5.
+            seconds: the model's time for it. Defaults to None.
+            error: why it failed. Defaults to None.
+        """
+        if probabilities is None:
+            return {"source": source, "label": None, "probability": None, "top_k": "",
+                    "seconds": None, "error": error}  # fmt: skip
+        order = np.argsort(-probabilities)[:top_k]
+        return {
+            "source": source,
+            "label": self.labels[order[0]],
+            "probability": round(float(probabilities[order[0]]), 6),
+            "top_k": "; ".join(f"{self.labels[i]}:{float(probabilities[i]):.4f}" for i in order),
+            "seconds": None if seconds is None else round(seconds, 6),
+            "error": None,
+        }
+
+
+PREDICTION_COLUMNS = ["source", "label", "probability", "top_k", "seconds", "error"]
+
+
+def prediction_table(rows: Sequence[dict[str, Any]]) -> Any:
+    """`predict_many`'s rows as a `pandas.DataFrame` with its columns in order."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=PREDICTION_COLUMNS)
 
 
 def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:

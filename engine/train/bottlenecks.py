@@ -43,6 +43,7 @@ class BottleneckResult:
         computed: how many were computed now.
         damaged: cache entries that failed their checksum and were recomputed.
         seconds: wall time.
+        nodes: images computed per Ray node id (empty in-process).
     """
 
     features: np.ndarray
@@ -52,6 +53,7 @@ class BottleneckResult:
     computed: int = 0
     damaged: int = 0
     seconds: float = 0.0
+    nodes: dict[str, int] = field(default_factory=dict)
 
 
 def extract_bottlenecks(
@@ -64,6 +66,7 @@ def extract_bottlenecks(
     workers: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     decoder: str = "pil",
+    ray_address: str | None = None,
 ) -> BottleneckResult:
     """Features for every record: from the cache when there, else computed in batches.
 
@@ -84,13 +87,15 @@ def extract_bottlenecks(
             `StudioError`. Defaults to None.
         decoder: "pil" (thread pool, JPEG draft mode) or "tf" (tf.data; see
             `iter_tf_batches`). Defaults to "pil".
+        ray_address: compute the missing features on this Ray cluster ("local" or
+            HOST:PORT; `engine.train.distributed`). Defaults to None (in this process).
 
     Returns:
         A `BottleneckResult`.
 
     Raises:
         ValueError: when `batch_size` is not positive or `decoder` is unknown.
-        StudioError: when stopped through `should_stop`.
+        StudioError: when stopped through `should_stop`, or the Ray cluster fails.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size!r} is not allowed; give a positive number")
@@ -114,7 +119,21 @@ def extract_bottlenecks(
     tracker.advance(result.cached, cached=result.cached, computed=0, skipped=0)
 
     missing = [i for i in range(len(records)) if not have[i]]
-    if decoder == "tf":
+    if ray_address is not None and missing:
+        from engine.train.distributed import ray_batches
+
+        computed = (
+            ([missing[k] for k in positions], features, [(missing[k], why) for k, why in failures])
+            for positions, features, failures in ray_batches(
+                [str(records[i].path) for i in missing],
+                runtime,
+                address=ray_address,
+                batch_size=batch_size,
+                nodes=result.nodes,
+            )
+        )
+        batches: Any = computed
+    elif decoder == "tf":
         from engine.train.tfdata import iter_tf_batches
 
         batches = (
@@ -150,7 +169,7 @@ def extract_bottlenecks(
             len(indices), cached=result.cached, computed=result.computed, skipped=len(result.skipped)
         )
 
-    parallel = max(1, int(getattr(runtime, "concurrency", 1) or 1))
+    parallel = 1 if ray_address is not None else max(1, int(getattr(runtime, "concurrency", 1) or 1))
     in_flight: collections.deque[tuple[list[int], Future[np.ndarray]]] = collections.deque()
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="features") as compute:
         try:
@@ -169,6 +188,9 @@ def extract_bottlenecks(
                         skipped=len(result.skipped),
                     )
                 if batch is None:
+                    continue
+                if ray_address is not None:  # the cluster computed them already
+                    finish(indices, batch)
                     continue
                 in_flight.append((indices, compute.submit(runtime.features, batch)))
                 # One batch more than the runtime runs at once stays queued, so it
@@ -236,6 +258,7 @@ def split_bottlenecks(
     decoder: str = "pil",
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    ray_address: str | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[Any]], BottleneckResult]:
     """Features of every split in one extraction, cut back into the splits.
 
@@ -253,6 +276,7 @@ def split_bottlenecks(
         decoder: as in `extract_bottlenecks`. Defaults to "pil".
         progress: as in `extract_bottlenecks`. Defaults to None.
         should_stop: as in `extract_bottlenecks`. Defaults to None.
+        ray_address: as in `extract_bottlenecks`. Defaults to None.
 
     Returns:
         `(features per split, records per split that have features, the whole result)`;
@@ -264,8 +288,9 @@ def split_bottlenecks(
         cache = BottleneckCache.for_runtime(runtime, bottleneck_dir, weights=key, decoder=decoder)
     every = [record for records in splits.values() for record in records]
     result = extract_bottlenecks(
-        every, runtime, cache=cache, progress=progress, should_stop=should_stop, decoder=decoder
-    )
+        every, runtime, cache=cache, progress=progress, should_stop=should_stop, decoder=decoder,
+        ray_address=ray_address,
+    )  # fmt: skip
     row_of = {index: row for row, index in enumerate(result.kept)}
     features: dict[str, np.ndarray] = {}
     kept: dict[str, list[Any]] = {}

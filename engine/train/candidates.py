@@ -202,7 +202,7 @@ class BackboneCandidate:
         features, kept, extracted = split_bottlenecks(
             splits, runtime, weights=config.weights, bottleneck_dir=config.bottleneck_dir,
             seed=config.seed, decoder="tf" if runtime.runtime == "tensorflow" else "pil",
-            progress=context.progress, should_stop=context.should_stop,
+            progress=context.progress, should_stop=context.should_stop, ray_address=config.ray,
         )  # fmt: skip
         seconds["features"] = extracted.seconds
         truth = split_truth(dataset.labels, kept)

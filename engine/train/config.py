@@ -196,6 +196,11 @@ class TrainConfig:
     runtime: str = _setting(
         "litert", "feature runtime to prefer (tensorflow also decodes with tf.data)", choices=RUNTIMES
     )
+    ray: str | None = _setting(
+        None,
+        "compute the bottlenecks on a Ray cluster: `local` (an embedded Ray) or the head's "
+        "HOST:PORT (default: in this process, or $RETRAIN_STUDIO_RAY_ADDRESS when set)",
+    )
     weights: str | None = _setting(
         "imagenet", "backbone weights: imagenet, or None for random weights (tests)",
         choices=WEIGHTS, flag=False,
@@ -257,6 +262,10 @@ class TrainConfig:
                 continue
             if not _type_ok(value, f.default, f.type) or not rule.accepts(value):
                 raise StudioError(f"--{f.name}={value!r} is not allowed; {rule.allowed()}")
+        if self.ray is not None:
+            from engine.core.cluster import check_address
+
+            check_address(self.ray)
         if self.testing_percentage + self.validation_percentage >= 100:
             raise StudioError(
                 f"--validation_percentage={self.validation_percentage!r} is not allowed; "
@@ -305,6 +314,8 @@ class TrainConfig:
         image_dir = self.image_dir
         if image_dir is None:
             image_dir = str(ensure_demo_dataset(progress=progress))
+        from engine.core.cluster import resolve_address
+
         seed = self.seed
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little") & SEED_MAX
@@ -313,6 +324,7 @@ class TrainConfig:
             architecture=backbone.name,
             image_size=self.image_size or backbone.input_size,
             seed=seed,
+            ray=resolve_address(self.ray),
         )
 
     # ------------------------------------------------------------ as data

@@ -348,7 +348,7 @@ class _Training:
         features, new_splits, result = bottlenecks.split_bottlenecks(
             splits, runtime, weights=config.weights, bottleneck_dir=config.bottleneck_dir,
             seed=config.seed, decoder=decoder, progress=self.sink.on_progress,
-            should_stop=self.cancel.requested,
+            should_stop=self.cancel.requested, ray_address=config.ray,
         )  # fmt: skip
         self.run.update_status(
             bottlenecks={
@@ -357,6 +357,7 @@ class _Training:
                 "damaged": result.damaged,
                 "skipped": len(result.skipped),
                 "seconds": round(result.seconds, 3),
+                **({"ray_nodes": result.nodes} if result.nodes else {}),
             }
         )
         if result.damaged:

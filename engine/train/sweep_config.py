@@ -57,6 +57,7 @@ class SweepConfig:
     class_weights: str = _shared("class_weights")
     seed: int | None = _shared("seed")
     bottleneck_dir: str | None = _shared("bottleneck_dir")
+    ray: str | None = _shared("ray")
     weights: str | None = _option(
         "imagenet", "backbone weights: imagenet, or None for random weights (tests)",
         choices=WEIGHTS, flag=False,
@@ -104,8 +105,9 @@ class SweepConfig:
 
     def resolved(self, *, progress: ProgressCallback | None = None) -> SweepConfig:
         """A copy with the demo dataset for no `image_dir` and a random seed for no `seed`."""
+        from engine.core.cluster import resolve_address
         from engine.data.demo import ensure_demo_dataset
 
         image_dir = self.image_dir or str(ensure_demo_dataset(progress=progress))
         seed = self.seed if self.seed is not None else int.from_bytes(os.urandom(4), "little") & SEED_MAX
-        return dataclasses.replace(self, image_dir=image_dir, seed=seed)
+        return dataclasses.replace(self, image_dir=image_dir, seed=seed, ray=resolve_address(self.ray))

@@ -113,6 +113,7 @@ NON_DEFAULT = {
     "print_misclassified_test_images": True,
     "export": True,
     "runtime": "tensorflow",
+    "ray": "10.0.0.5:6379",
     "weights": None,
 }
 
