@@ -151,7 +151,7 @@ def run_retrain(args: argparse.Namespace) -> int:
     from engine.core.errors import StudioError
     from engine.core.progress import TerminalBar
     from engine.core.rundir import RunDir
-    from engine.train.retrain import check_outputs
+    from engine.train.output_flags import check_outputs
 
     given = RunDir(args.run_dir) if args.run_dir else None
     if given is not None and not given.path.is_dir():

@@ -19,8 +19,6 @@ from __future__ import annotations
 import gc
 import os
 import platform
-import re
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +57,7 @@ from engine.train.head import OUTPUT_NAME, Head, assemble_model
 from engine.train.head_fit import LbfgsLoop, head_fit_used, sgd_summary
 from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
 from engine.train.model_card import write_model_card
+from engine.train.output_flags import check_outputs, write_copies
 from engine.train.scratch import ScratchLoop
 from engine.train.summaries import Summaries
 
@@ -248,7 +247,7 @@ class _Training:
         del loop, data, extractor, head, runtime
         gc.collect()
         report = self._export(config, dataset, report)
-        self._copies(config)
+        write_copies(config, self.run)
         write_model_card(self.run)
         self.sink.phase("done")
         self.run.write_status("done", step=self.step, test_accuracy=report["accuracy"])
@@ -367,75 +366,6 @@ class _Training:
         for path, reason in result.skipped:
             self.echo(f"skipped {path}: {reason}")
         return features, new_splits, result.skipped
-
-    def _copies(self, config: TrainConfig) -> None:
-        protected = [str(config.image_dir)]
-        if config.output_graph:
-            outputs.write_output_bytes(
-                config.output_graph, self.run.model_path.read_bytes(), what="--output_graph",
-                protected=protected,
-            )  # fmt: skip
-        if config.output_labels:
-            outputs.write_output_bytes(
-                config.output_labels, self.run.labels_path.read_bytes(), what="--output_labels",
-                protected=protected,
-            )  # fmt: skip
-        if config.summaries_dir:
-            target = outputs.check_output_folder(
-                Path(config.summaries_dir) / self.run.run_id, what="--summaries_dir", protected=protected
-            )
-            with fsutil.atomic_path(target) as tmp:
-                shutil.copytree(self.run.tb_dir, tmp)
-
-
-def check_outputs(config: TrainConfig, *, run_id: str | None = None) -> list[str]:
-    """Refuse output paths that could lose something, before any work is done.
-
-    `--output_graph` and `--output_labels` may not be folders, files the studio
-    did not write, or lie inside the dataset; `--summaries_dir`'s run folder and
-    the intermediate models' folder may not lie inside the dataset either.
-
-    Args:
-        config: the settings.
-        run_id: the run's id, when known (the summaries go to `<summaries_dir>/<run_id>`).
-
-    Returns:
-        Notes to print (a flag that is accepted but means something else here).
-
-    Raises:
-        StudioError: a path that would be refused at the end of the run.
-    """
-    protected = [str(config.image_dir)] if config.image_dir else []
-    notes = []
-    if config.output_graph:
-        outputs.check_output(config.output_graph, what="--output_graph", protected=protected)
-    if config.output_labels:
-        outputs.check_output(config.output_labels, what="--output_labels", protected=protected)
-    if config.summaries_dir:
-        folder = Path(config.summaries_dir)
-        outputs.check_output_folder(
-            folder / (run_id or "new-run"), what="--summaries_dir", protected=protected
-        )
-    if config.intermediate_store_frequency and config.intermediate_output_graphs_dir:
-        folder = Path(config.intermediate_output_graphs_dir)
-        if folder.exists() and not folder.is_dir():
-            raise StudioError(
-                f"--intermediate_output_graphs_dir={str(folder)!r} is a file; give a folder"
-            )
-        outputs.check_output(
-            folder / "intermediate_1.keras", what="--intermediate_output_graphs_dir", protected=protected
-        )
-    name = config.final_tensor_name
-    if name is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
-        raise StudioError(
-            f"--final_tensor_name={name!r} is not a layer name; use letters, digits, '_', '.', '-'"
-        )
-    if name == "final_result":
-        notes.append(
-            "note: --final_tensor_name=final_result is the dense layer's name here; "
-            f"the softmax output is named {OUTPUT_NAME}"
-        )
-    return notes
 
 
 def retrain(
