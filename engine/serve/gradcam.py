@@ -100,7 +100,7 @@ class Heatmapper:
                 last_map = layer
         if last_map is None or not isinstance(extractor.layers[-1], keras.layers.GlobalAveragePooling2D):
             raise StudioError("the backbone does not end in a feature map and global pooling")
-        self._maps = keras.Model(extractor.inputs, last_map.output)
+        self._maps = keras.Model(extractor.input, last_map.output)
         self._model = model
         self.kernel = np.asarray(dense.kernel, np.float32)
         self.bias = np.asarray(dense.bias, np.float32)
