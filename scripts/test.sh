@@ -21,4 +21,6 @@ fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -r requirements-dev.txt
 
-exec "$venv/bin/python" -m pytest "$@"
+# Two workers (PYTEST_WORKERS=0 runs in one process): tests wait on trainer
+# subprocesses, browsers and clusters, so two share 2 cores well.
+exec "$venv/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
