@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from engine.core.errors import StudioError
+from engine.models import scratch
 from engine.models.registry import Backbone
 from engine.train.config import HEAD_FITS, TrainConfig
 from ui.errors import public_text, show_error
@@ -48,8 +49,9 @@ def render_backbone_picker(backbones: list[Backbone], default: str) -> Backbone:
     if not backbone.pretrained:
         st.caption(
             "Every layer is trained on your photos (augmentation on): a step is one batch, and "
-            "each epoch logs every layer's histograms. About 500 steps of 32 photos (60 epochs of "
-            "the demo) take under a minute; 4,000 steps of 100 are over a thousand epochs."
+            "each epoch logs every layer's histograms. The form starts at 500 steps of 32 photos "
+            "(60 epochs of the demo, under a minute); retrain.py's 4,000 steps of 100 would be "
+            "over a thousand epochs."
         )
     if not backbone.weights_available():
         st.warning(
@@ -84,7 +86,14 @@ def render_train_settings(
         disabled: grey out Start (a job runs, or the weights are missing).
         ray: the Ray cluster to compute the features on (`ui.cluster`). Defaults to None.
     """
-    default = TrainConfig.default
+    # A from-scratch network gets its own starting values (and widget keys, so
+    # switching backbones shows each kind's own defaults).
+    recipe = {} if backbone.pretrained else scratch.FORM_DEFAULTS
+    suffix = "" if backbone.pretrained else "_scratch"
+
+    def default(name: str) -> Any:
+        return recipe.get(name, TrainConfig.default(name))
+
     with st.form("train_settings", border=True):
         head_fit = st.radio(
             "Head fit",
@@ -104,7 +113,7 @@ def render_train_settings(
             key="train_image_size",
         )
         steps = setting_input(
-            "how_many_training_steps", "Training steps", key="train_steps", container=first[1],
+            "how_many_training_steps", "Training steps", key="train_steps" + suffix, container=first[1],
             value=default("how_many_training_steps"),
         )  # fmt: skip
         rate = setting_input(
@@ -112,7 +121,7 @@ def render_train_settings(
             value=default("learning_rate"), format="%.4f",
         )  # fmt: skip
         batch = setting_input(
-            "train_batch_size", "Batch size", key="train_batch", container=first[3],
+            "train_batch_size", "Batch size", key="train_batch" + suffix, container=first[3],
             value=default("train_batch_size"),
         )  # fmt: skip
         second = st.columns(4)

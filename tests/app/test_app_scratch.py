@@ -28,11 +28,14 @@ def test_the_picker_offers_small_cnn_as_trained_from_scratch_and_starts_it(regis
     assert any("trained from scratch" in c.value for c in app.caption)
     assert not app.button(key=START).disabled
 
-    app.number_input(key="train_steps").set_value(4)
+    steps = app.number_input(key="train_steps_scratch")
+    assert (steps.value, app.number_input(key="train_batch_scratch").value) == (500, 32)
+    steps.set_value(4)
     app.button(key=START).click()
     app.run()
     assert not app.exception
     (run_id,) = home_runs(registry.runs_dir.parent)
     request = registry.get(run_id).run_dir.read_request()
     assert (request["architecture"], request["how_many_training_steps"]) == ("small_cnn", 4)
+    assert request["train_batch_size"] == 32  # the from-scratch starting value, not retrain.py's 100
     assert run_id.endswith("-small_cnn")
