@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.core import fsutil, paths
+from engine.core import fsutil, paths, ports
 from engine.core.errors import StudioError
 from engine.core.procs import process_alive, process_start_ticks, spawn_detached, stop_group
 from engine.runs.event_files import logdir_folder
@@ -327,25 +326,6 @@ def _serves(host: str, port: int, logdir: Path) -> bool:
     return isinstance(info, dict) and info.get("data_location") == str(logdir)
 
 
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # the same option TensorBoard's server sets, so TIME_WAIT does not count as busy
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _log_tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -358,13 +338,13 @@ def _launch(folder: Path, host: str, port: int | None, timeout: float) -> Tensor
     log_dir = paths.home_dir() / LOG_FOLDER
     log_dir.mkdir(parents=True, exist_ok=True)
     notice = None
-    if port is not None and not _port_free(host, port):
+    if port is not None and not ports.port_free(host, port):
         notice = f"port {port} was busy, so TensorBoard uses another"
         port = None
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     deadline = time.monotonic() + timeout
     for _attempt in range(PORT_ATTEMPTS):
-        chosen = port if port is not None else _free_port(host)
+        chosen = port if port is not None else ports.free_port(host)
         port = None  # a retry takes any free port
         log_path = log_dir / f"tensorboard-{chosen}.log"
         argv = [

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.core import ports
 from engine.core.errors import StudioError
 from engine.core.paths import home_dir
 from engine.core.procs import process_alive
-from engine.runs import tensorboard
 from engine.runs.tensorboard import (
     reclaim_orphans,
     running_tensorboards,
@@ -104,7 +104,7 @@ def test_a_port_taken_after_the_check_is_retried_on_another(
     board_logdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the check says free, TensorBoard then fails to bind: the race the retry loop is for
-    monkeypatch.setattr(tensorboard, "_port_free", lambda host, port: True)
+    monkeypatch.setattr(ports, "port_free", lambda host, port: True)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
