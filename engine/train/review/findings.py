@@ -130,7 +130,10 @@ def label_issues(labels: np.ndarray, probabilities: np.ndarray) -> LabelIssues:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         quality = get_label_quality_scores(local, probs, method="self_confidence")
-        ranked = find_label_issues(local, probs, return_indices_ranked_by="self_confidence")
+        # n_jobs=1: cleanlab's default forks a multiprocessing pool, and a fork of the
+        # dashboard's many-threaded server (TensorFlow, BLAS, Streamlit) can deadlock:
+        # the Review section once hung for good after reading the features.
+        ranked = find_label_issues(local, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     return LabelIssues(np.asarray(ranked, np.int64), np.asarray(quality, np.float64), suggested)
 
 

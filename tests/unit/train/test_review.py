@@ -68,6 +68,20 @@ def test_label_issues_on_separable_features_name_the_true_class() -> None:
         assert finding.suggested_label == f"c{y[int(Path(finding.path).stem)]}"
 
 
+def test_label_issues_never_fork_a_process_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The dashboard runs the review inside its many-threaded server, where a fork can deadlock.
+    import multiprocessing
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("the review forked a multiprocessing pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    _, y = blobs(400, dims=16, classes=4, spread=0.3, seed=3)
+    noisy, flipped = _flip(y, 0.05, 4)
+    issues = fnd.label_issues(noisy, np.eye(4)[y] * 0.9 + 0.025)
+    assert set(flipped) <= set(issues.ranked.tolist())
+
+
 def test_blockwise_search_finds_exactly_the_pairs_of_the_full_matrix() -> None:
     rng = np.random.default_rng(0)
     unit = fnd.normalised(rng.normal(size=(257, 8)).astype(np.float32))
