@@ -1,9 +1,10 @@
-"""The model files a training writes, and how to run each: LiteRT or TensorFlow.
+"""The model files a training writes, and how to run each: LiteRT, onnxruntime or TensorFlow.
 
 A classifier takes prepared uint8 images `(N, S, S, 3)` and gives class
 probabilities `(N, classes)`. `LiteModel` runs a `.tflite` on LiteRT (no
-TensorFlow); `KerasModel` runs a `.keras` file or a SavedModel folder.
-`load_model` picks one for a path, by its content (`engine.serve.model_info`).
+TensorFlow); `OnnxModel` runs an `.onnx` on onnxruntime (no TensorFlow);
+`KerasModel` runs a `.keras` file or a SavedModel folder. `load_model` picks
+one for a path, by its content (`engine.serve.model_info`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,46 @@ class LiteModel:
         return out.astype(np.float32)
 
 
+class OnnxModel:
+    """An `.onnx` classifier run by onnxruntime on the CPU (no TensorFlow).
+
+    Args:
+        path: the `.onnx` file.
+        num_threads: threads inside an operator. Defaults to the CPU count.
+    """
+
+    runtime = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], *, num_threads: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads or os.cpu_count() or 1
+        options.log_severity_level = 3  # warnings about unused initialisers are not the user's
+        try:
+            self._session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own types for a bad file
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise StudioError(f"{path} is not a usable ONNX model ({first}); give a model file") from exc
+        inputs = self._session.get_inputs()
+        shape = inputs[0].shape
+        if len(inputs) != 1 or len(shape) != 4 or not isinstance(shape[1], int):
+            raise StudioError(
+                f"{path} is an ONNX model but not an image classifier of the studio's kind "
+                "(one uint8 input of N x size x size x 3); export it with `python -m engine export`"
+            )
+        self._input = inputs[0].name
+        self._output = self._session.get_outputs()[0].name
+        self.input_size = int(shape[1])
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for a uint8 `(N, S, S, 3)` batch, `(N, classes)` float32."""
+        array = np.ascontiguousarray(batch, dtype=np.uint8)
+        return np.asarray(self._session.run([self._output], {self._input: array})[0], np.float32)
+
+
 class KerasModel:
     """A `.keras` model (or a SavedModel folder) run by TensorFlow.
 
@@ -120,21 +161,25 @@ def _load_keras(path: Path) -> Any:
         ) from exc
 
 
-def load_model(path: str | os.PathLike[str]) -> LiteModel | KerasModel:
-    """Load a classifier by what it is, whatever its name: TFLite, Keras zip or SavedModel folder.
+def load_model(path: str | os.PathLike[str]) -> LiteModel | OnnxModel | KerasModel:
+    """Load a classifier by what it is, whatever its name: TFLite, ONNX, Keras zip or SavedModel.
 
     Args:
         path: the model file or folder.
 
     Returns:
-        A callable model (`LiteModel` on LiteRT for a `.tflite`, else `KerasModel`).
+        A callable model (`LiteModel` on LiteRT for a `.tflite`, `OnnxModel` on onnxruntime
+        for an `.onnx`, else `KerasModel`).
 
     Raises:
         StudioError: missing path, or not a model (`engine.serve.model_info.model_kind`).
     """
     path = Path(path)
-    if model_kind(path) == "tflite":
+    kind = model_kind(path)
+    if kind == "tflite":
         return LiteModel(path)
+    if kind == "onnx":
+        return OnnxModel(path)
     return KerasModel(path)
 
 

@@ -4,7 +4,9 @@ A file's kind comes from its content, never its name: the codelab saves a
 Keras model as `retrained_graph.pb`, and a user may rename any file. A
 `.tflite` flatbuffer carries the identifier `TFL3` at bytes 4-8; a `.keras`
 file is a zip holding `config.json` and `model.weights.h5`; a SavedModel is a
-folder with `saved_model.pb`.
+folder with `saved_model.pb`; an ONNX model is a protobuf `ModelProto` whose
+serialisers write its `ir_version` first (field 1, a small varint) and then
+one of its next fields (producer, domain, version, graph, opsets).
 
 Every model the studio writes carries its labels and the preprocessing it
 was trained with (input size, central crop, resample), so `label_image` needs
@@ -14,7 +16,9 @@ no `--labels` and prepares a photo exactly as training did:
   members it does not know);
 - in a `.tflite`, as a flatbuffer metadata entry named `retrain_studio`
   (LiteRT ignores metadata it does not know); written and read with the
-  schema bindings LiteRT ships, so no TensorFlow is needed.
+  schema bindings LiteRT ships, so no TensorFlow is needed;
+- in an `.onnx`, as the model's metadata property `retrain_studio` (written
+  with `onnx`, read with onnxruntime's `custom_metadata_map`).
 """
 
 from __future__ import annotations
@@ -30,10 +34,24 @@ from engine.core.errors import StudioError
 INFO_NAME = "retrain_studio"
 KERAS_INFO_MEMBER = f"{INFO_NAME}.json"
 INFO_FORMAT = 1
-KINDS = ("tflite", "keras", "saved_model")
+KINDS = ("tflite", "keras", "saved_model", "onnx")
 _TFLITE_IDENTIFIER = b"TFL3"
 _ZIP_MAGIC = b"PK\x03\x04"
 _KERAS_MEMBERS = {"config.json", "model.weights.h5"}
+# ModelProto's fields after ir_version (1), as protobuf tags: producer_name (2), producer_version
+# (3), domain (4), model_version (5), doc_string (6), graph (7), opset_import (8).
+_ONNX_SECOND_TAGS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42})
+_ONNX_MAX_IR_VERSION = 64
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    """Whether a file's first bytes are an ONNX ModelProto's: `ir_version` first, then a known field."""
+    return (
+        len(head) >= 3
+        and head[0] == 0x08
+        and 1 <= head[1] <= _ONNX_MAX_IR_VERSION
+        and head[2] in _ONNX_SECOND_TAGS
+    )
 
 
 def model_kind(path: str | os.PathLike[str]) -> str:
@@ -43,7 +61,7 @@ def model_kind(path: str | os.PathLike[str]) -> str:
         path: a file or a folder.
 
     Returns:
-        "tflite", "keras" or "saved_model".
+        "tflite", "keras", "saved_model" or "onnx".
 
     Raises:
         StudioError: it does not exist, or is none of those (the message says what it looks like).
@@ -65,6 +83,8 @@ def model_kind(path: str | os.PathLike[str]) -> str:
         raise StudioError(f"model {str(path)!r} cannot be read ({exc.strerror or exc})") from None
     if head[4:8] == _TFLITE_IDENTIFIER:
         return "tflite"
+    if _looks_like_onnx(head):
+        return "onnx"
     if head[:4] == _ZIP_MAGIC:
         try:
             with zipfile.ZipFile(target) as archive:
@@ -75,7 +95,7 @@ def model_kind(path: str | os.PathLike[str]) -> str:
             return "keras"
     raise StudioError(
         f"{str(path)!r} is not a model Retrain Studio can read: neither a .tflite flatbuffer, a "
-        ".keras zip nor a SavedModel folder (a TensorFlow 1 frozen graph from the original "
+        ".keras zip, an ONNX model nor a SavedModel folder (a TensorFlow 1 frozen graph from the original "
         "retrain.py is not supported: retrain with `python -m engine retrain`)"
     )
 
@@ -137,11 +157,23 @@ def tflite_with_info(content: bytes, info: dict[str, Any]) -> bytes:
     Returns:
         The new flatbuffer: the same model, one more metadata entry.
     """
-    import flatbuffers
-    import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    attach_tflite_info(model, info)
+    return pack_tflite(model, len(content))
+
+
+def attach_tflite_info(model: Any, info: dict[str, Any]) -> None:
+    """Put the info into an unpacked `.tflite` (a schema `ModelT`) as its metadata entry.
+
+    Args:
+        model: the `ModelT`, changed in place (any older entry is replaced).
+        info: what `info_for` gives.
+    """
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(info, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     model.buffers.append(buffer)
@@ -150,7 +182,18 @@ def tflite_with_info(content: bytes, info: dict[str, Any]) -> bytes:
     entry.buffer = len(model.buffers) - 1
     kept = [m for m in (model.metadata or []) if _text(m.name) != INFO_NAME]
     model.metadata = [*kept, entry]
-    builder = flatbuffers.Builder(len(content) + 4096)
+
+
+def pack_tflite(model: Any, size_hint: int) -> bytes:
+    """An unpacked `.tflite` (a schema `ModelT`) as flatbuffer bytes.
+
+    Args:
+        model: the `ModelT`.
+        size_hint: about how many bytes it takes (the builder's first allocation).
+    """
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint + 4096)
     builder.Finish(model.Pack(builder), file_identifier=_TFLITE_IDENTIFIER)
     return bytes(builder.Output())
 
@@ -172,6 +215,40 @@ def _tflite_info(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def onnx_with_info(path: str | os.PathLike[str], info: dict[str, Any]) -> None:
+    """Add (or replace) the info metadata property of an `.onnx` file, in place.
+
+    Call it on the file before it is renamed into place (it rewrites the file).
+
+    Args:
+        path: the `.onnx` file just written.
+        info: what `info_for` gives.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != INFO_NAME]
+    del model.metadata_props[:]
+    for key, value in [*kept, (INFO_NAME, json.dumps(info, sort_keys=True))]:
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def _onnx_info(path: Path) -> dict[str, Any] | None:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
+        return None
+    raw = session.get_modelmeta().custom_metadata_map.get(INFO_NAME)
+    return json.loads(raw) if raw else None
+
+
 def _keras_info(path: Path) -> dict[str, Any] | None:
     with zipfile.ZipFile(path) as archive:
         if KERAS_INFO_MEMBER not in archive.namelist():
@@ -191,13 +268,9 @@ def read_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     target = Path(path)
     try:
         kind = model_kind(target)
-        info = (
-            _tflite_info(target)
-            if kind == "tflite"
-            else _keras_info(target)
-            if kind == "keras"
-            else None
-        )
+        readers = {"tflite": _tflite_info, "keras": _keras_info, "onnx": _onnx_info}
+        reader = readers.get(kind)
+        info = reader(target) if reader is not None else None
     except (StudioError, OSError, ValueError, zipfile.BadZipFile, IndexError, TypeError):
         return None
     if not isinstance(info, dict) or not isinstance(info.get("labels"), list):
