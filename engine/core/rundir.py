@@ -59,6 +59,7 @@ EXPORT_FILES = {
     "saved_model": "saved_model",
     "tflite": "model.tflite",
     "tflite_int8": "model_int8.tflite",
+    "onnx": "model.onnx",
 }
 
 # Run folders one second can hold (the -N suffix).
@@ -177,6 +178,10 @@ class RunDir:
     def tflite_path(self) -> Path:
         """`export/model.tflite`: the float model every run writes (what prediction runs)."""
         return self.export_dir / EXPORT_FILES["tflite"]
+
+    def has_model(self) -> bool:
+        """Whether the run holds a model to predict with (its float TFLite or model.keras)."""
+        return self.tflite_path.is_file() or self.model_path.is_file()
 
     @property
     def log_path(self) -> Path:

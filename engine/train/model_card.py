@@ -53,6 +53,7 @@ EXPORT_NAMES = {
     "saved_model": "SavedModel",
     "tflite": "TFLite float (export/model.tflite)",
     "tflite_int8": "TFLite int8 (export/model_int8.tflite)",
+    "onnx": "ONNX (export/model.onnx)",
 }
 
 
@@ -213,24 +214,52 @@ def _results_section(report: dict[str, Any]) -> list[str]:
         "Most frequent confusions (true → predicted):" if confusions else "No test photo was confused.",
     ]
     lines += [f"- {true} → {predicted}: {count}" for true, predicted, count in confusions]
+    lines += _exports_lines(report)
+    return lines
+
+
+def _change(figures: dict[str, Any], accuracy: Any) -> str:
+    if figures.get("accuracy") is None or accuracy is None:
+        return "-"
+    return f"{(figures['accuracy'] - accuracy) * 100:+.1f} points"
+
+
+def _exports_lines(report: dict[str, Any]) -> list[str]:
+    """Every saved model's figures (accuracy and its change, agreement, size, latency), and the
+    exports that failed, with why."""
     scored = {"keras": report.get("keras") or {}, **(report.get("exports") or {})}
+    accuracy = report.get("accuracy")
     rows = [
         (
             name,
             _percent(scored[key].get("accuracy")),
+            _change(scored[key], accuracy),
+            _percent(scored[key].get("top1_agreement")),
             f"{scored[key]['size_bytes'] / 1e6:.2f} MB" if scored[key].get("size_bytes") else "-",
             f"{scored[key]['latency_ms']:.1f} ms" if scored[key].get("latency_ms") is not None else "-",
         )
         for key, name in EXPORT_NAMES.items()
-        if scored.get(key, {}).get("accuracy") is not None
+        if scored.get(key, {}).get("accuracy") is not None and scored[key].get("latency_ms") is not None
     ]
+    failed = [
+        (EXPORT_NAMES[k], v["error"]) for k, v in scored.items() if k in EXPORT_NAMES and v.get("error")
+    ]
+    lines: list[str] = []
     if rows:
         lines += [
             "",
-            "Each saved model, scored on the same test photos (latency: one photo, median):",
+            (
+                "Each saved model, scored on the same test photos (change: against the run's own "
+                "score; agreement: test photos given the same class as the run's own model; "
+                "latency: one photo, median):"
+            ),
             "",
         ]
-        lines += _table(("model", "test accuracy", "size", "latency"), rows)
+        lines += _table(("model", "test accuracy", "change", "agreement", "size", "latency"), rows)
+    if failed:
+        note = "Exports that failed (the run is usable without them; `python -m engine export` tries again):"
+        lines += ["", note, ""]
+        lines += [f"- {name}: {error}" for name, error in failed]
     return lines
 
 

@@ -35,7 +35,7 @@ def test_every_format_is_written_with_labels(exported) -> None:
 
 def test_each_export_is_rescored_with_accuracy_size_and_latency(exported) -> None:
     results = exported["results"]
-    assert set(results) == {"saved_model", "tflite", "tflite_int8"}
+    assert set(results) == {"saved_model", "tflite", "tflite_int8", "onnx"}
     for figures in results.values():
         assert figures["count"] == exported["report"]["count"]
         assert figures["size_bytes"] > 0 and figures["latency_ms"] > 0
@@ -60,7 +60,7 @@ def test_report_holds_export_figures_beside_the_keras_model(exported) -> None:
 
 def test_unknown_format_is_refused(exported) -> None:
     with pytest.raises(StudioError, match="choose from"):
-        export_run(exported["run"], formats=("onnx",))
+        export_run(exported["run"], formats=("coreml",))
 
 
 def test_run_without_model_cannot_be_exported(tmp_path) -> None:

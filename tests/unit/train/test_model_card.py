@@ -98,8 +98,18 @@ def test_results_give_accuracy_per_class_scores_confusions_and_every_export(card
     assert "| tulips | 0.500 | 0.333 | 0.400 | 3 |" in results
     confusions = [line for line in results.splitlines() if "→" in line and line.startswith("- ")]
     assert confusions == ["- tulips → roses: 2", "- roses → tulips: 1"]
-    assert "| TFLite int8 (export/model_int8.tflite) | 55.6 % | 5.00 MB | 8.0 ms |" in results
-    assert "| Keras (model.keras) | 66.7 % | 21.00 MB | 30.0 ms |" in results
+    assert "| TFLite int8 (export/model_int8.tflite) | 55.6 % | -11.1 points | - | 5.00 MB | 8.0 ms |" in results
+    assert "| Keras (model.keras) | 66.7 % | +0.0 points | - | 21.00 MB | 30.0 ms |" in results
+
+
+def test_exports_show_their_agreement_and_failed_ones_say_why() -> None:
+    report = _report()
+    report["exports"]["onnx"] = {"accuracy": 0.666667, "size_bytes": 17_600_000, "latency_ms": 9.5,
+                                 "top1_agreement": 1.0}  # fmt: skip
+    report["exports"]["saved_model"] = {"error": "OSError: no room left"}
+    results = _section(model_card_text("r", _config(), report), "Results")
+    assert "| ONNX (export/model.onnx) | 66.7 % | +0.0 points | 100.0 % | 17.60 MB | 9.5 ms |" in results
+    assert "- SavedModel: OSError: no room left" in results
 
 
 def test_limits_say_what_it_knows_that_it_always_answers_and_the_weakest_classes(card: str) -> None:
