@@ -11,7 +11,8 @@ need images at every step, so they always run the SGD loop
 `LbfgsLoop` speaks the step loop's language: the same `step` events,
 retrain.py's `Step N: ...` lines at each evaluation, the `accuracy`,
 `cross_entropy` and `learning_rate` scalars in `tb/train` and the validation
-ones in `tb/validation`, and the same head (a Keras `Dense`) for the model.
+ones in `tb/validation`, and a head whose kernel and bias are a Keras
+`Dense`'s; unlike the step loop it needs no TensorFlow at all.
 A step is one L-BFGS iteration over the whole training split; its
 `learning_rate` is how far the iteration moved per unit of gradient, and each
 evaluation scores the whole validation split (what the L2 was chosen on).
@@ -20,6 +21,7 @@ evaluation scores the whole validation split (what the L2 was chosen on).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.train.config import TrainConfig
 from engine.train.events import RunCancelled
 from engine.train.head import class_weight_vector
-from engine.train.loop import StepLoop, step_event
+from engine.train.loop import TrainingData, sample_rows, step_event, step_lines
 from engine.train.softmax import (
     L2_GRID,
     FitStopped,
@@ -75,34 +77,61 @@ def sgd_summary(config: TrainConfig, steps: int, reason: str | None) -> dict[str
     }
 
 
-class LbfgsLoop(StepLoop):
+class LbfgsLoop:
     """The head fitted by full-batch L-BFGS, with the step loop's events, lines and scalars.
 
-    Takes `StepLoop`'s arguments, plus `progress` (the L2 grid's progress,
-    phase "train", one unit per fit). `train` runs the fits; `summary` then
-    holds report.json's `head_fit`.
+    Needs no TensorFlow: features, fit and scores are numpy and scipy, and the
+    logs go through `Summaries`' own writers. After `train`, `head` is the
+    fitted `SoftmaxHead` (its `kernel` and `bias` are a Keras `Dense`'s) and
+    `summary` holds report.json's `head_fit`.
+
+    Args:
+        config: the run's settings (resolved).
+        class_count: classes.
+        data: the records, truth and features per split.
+        should_stop: asked between iterations; True stops with `RunCancelled`.
+        on_step: gets each step's event.
+        echo: gets retrain.py's lines.
+        progress: the L2 grid's progress (phase "train", one unit per fit). Defaults to None.
     """
 
-    def __init__(self, *args: Any, progress: ProgressCallback | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: TrainConfig,
+        class_count: int,
+        data: TrainingData,
+        *,
+        should_stop: Callable[[], bool],
+        on_step: Callable[[dict[str, Any]], None],
+        echo: Callable[[str], None],
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.class_count = class_count
+        self.splits = data.splits
+        self.truth = data.truth
+        self.features = data.features
+        self._should_stop = should_stop
+        self._on_step = on_step
+        self._echo = echo
         self._progress = progress
+        self.steps = 0
+        self.step = 0
+        self.train_seconds = 0.0
         self.summary: dict[str, Any] = {}
-        self._latest: SoftmaxHead | None = None
-
-    def _set_head(self, head: SoftmaxHead) -> None:
-        self.head.dense.kernel.assign(head.kernel)
-        self.head.dense.bias.assign(head.bias)
+        self.head: SoftmaxHead | None = None
+        self.latest: SoftmaxHead | None = None
 
     def train(self, summaries: Summaries) -> None:
         """Choose L2 on validation, then fit once more reporting every iteration as a step.
 
         Raises:
-            RunCancelled: `should_stop` said so (the best head so far is kept).
+            RunCancelled: `should_stop` said so (`head` is then the best head so far).
         """
         start = time.monotonic()
         x, y = self.features["train"], self.truth["train"]
         validation = (self.features["validation"], self.truth["validation"])
-        counts = np.bincount(y, minlength=self.head.dense.units).tolist()
+        counts = np.bincount(y, minlength=self.class_count).tolist()
         weights = class_weight_vector(counts, self.config.class_weights)[y]
         cap = self.config.how_many_training_steps
         val_count = len(validation[1])
@@ -125,19 +154,18 @@ class LbfgsLoop(StepLoop):
 
         try:
             chosen, table = choose_l2(
-                (x, y), validation, self.head.dense.units, sample_weights=weights,
+                (x, y), validation, self.class_count, sample_weights=weights,
                 max_iterations=cap, on_result=on_result, should_stop=self._should_stop,
             )  # fmt: skip
-            self._latest = chosen
+            self.latest = chosen
             self._echo(f"Chosen L2 = {chosen.l2:g}")
             self.steps = max(1, chosen.iterations)
             final = self._fit_reporting_steps(chosen.l2, weights, summaries)
-        except (FitStopped, RunCancelled):
-            if self._latest is not None:
-                self._set_head(self._latest)
+        except (FitStopped, RunCancelled) as stopped:
+            self.head = self.latest or getattr(stopped, "best", None)
             raise RunCancelled from None
         tracker.advance(1)
-        self._set_head(final)
+        self.head = self.latest = final
         self.train_seconds = time.monotonic() - start
         self.summary = {
             "method": "lbfgs",
@@ -157,13 +185,13 @@ class LbfgsLoop(StepLoop):
         start = time.monotonic()
 
         def on_iteration(iteration: Iteration) -> None:
-            self._latest = iteration.head
+            self.latest = iteration.head
             if pending:
                 self._report(*pending.pop(), summaries, last=False)
             pending.append((iteration, time.monotonic() - start))
 
         head = fit_softmax(
-            self.features["train"], self.truth["train"], self.head.dense.units, l2=l2,
+            self.features["train"], self.truth["train"], self.class_count, l2=l2,
             sample_weights=weights, max_iterations=self.config.how_many_training_steps,
             on_iteration=on_iteration, should_stop=self._should_stop,
         )  # fmt: skip
@@ -172,7 +200,6 @@ class LbfgsLoop(StepLoop):
         return head
 
     def _report(self, iteration: Iteration, elapsed: float, summaries: Summaries, *, last: bool) -> None:
-        tf = self.tf
         step = iteration.number
         self.steps = step if last else max(self.steps, step + 1)
         train_count = len(self.truth["train"])
@@ -180,15 +207,29 @@ class LbfgsLoop(StepLoop):
             step, self.steps, iteration.train_accuracy, iteration.cross_entropy,
             round(iteration.learning_rate, 6), step * train_count, elapsed,
         )  # fmt: skip
-        with summaries.train.as_default(step=step):
-            tf.summary.scalar("accuracy", iteration.train_accuracy)
-            tf.summary.scalar("cross_entropy", iteration.cross_entropy)
-            tf.summary.scalar("learning_rate", iteration.learning_rate)
+        summaries.write_train_step(
+            step, iteration.train_accuracy, iteration.cross_entropy, iteration.learning_rate
+        )
         val_count = len(self.truth["validation"])
         if (step % self.config.eval_step_interval == 0 or step == 1 or last) and val_count:
             # the whole split, as the L2 was chosen on (cheap on features)
             accuracy, xent = iteration.head.score(self.features["validation"], self.truth["validation"])
-            self._set_head(iteration.head)  # the weight histograms show this iteration's layer
-            self._add_validation(event, summaries, val_count, accuracy, xent)
+            event["validation_accuracy"] = round(float(accuracy), 6)
+            event["validation_cross_entropy"] = round(float(xent), 6)
+            event["validation_count"] = val_count
+            # the weight histograms show this iteration's layer
+            summaries.write_validation(step, event, iteration.head.kernel, iteration.head.bias)
+            for line in step_lines(event):
+                self._echo(line)
         self.step = step
         self._on_step(event)
+
+    def test_predictions(self) -> tuple[list[Any], np.ndarray, np.ndarray]:
+        """Probabilities of the fitted head on the test split (or the sample `test_batch_size` asks for)."""
+        assert self.head is not None, "train() first"
+        count = len(self.truth["test"])
+        rows = sample_rows(count, self.config.test_batch_size, int(self.config.seed or 0), 0)
+        records = [self.splits["test"][i] for i in rows]
+        if not len(rows):
+            return [], np.zeros(0, np.int64), np.zeros((0, self.class_count), np.float32)
+        return records, self.truth["test"][rows], self.head.probabilities(self.features["test"][rows])

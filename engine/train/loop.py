@@ -87,6 +87,15 @@ def step_lines(event: dict[str, Any]) -> list[str]:
     return lines
 
 
+def sample_rows(count: int, batch: int, seed: int, step: int) -> np.ndarray:
+    """The rows of a split scored at `step`: all of them (`batch` -1 or bigger than the split),
+    else a sorted random sample keyed by (seed, step), the same in every run with that seed."""
+    if batch == -1 or batch >= count:
+        return np.arange(count)
+    rng = np.random.default_rng([seed, 1, step])
+    return np.sort(rng.choice(count, size=batch, replace=False))
+
+
 class StepLoop:
     """The training steps, validation and test scoring for one run.
 
@@ -294,15 +303,14 @@ class StepLoop:
         event["validation_accuracy"] = round(float(accuracy), 6)
         event["validation_cross_entropy"] = round(float(xent), 6)
         event["validation_count"] = count
-        summaries.write_validation(step, event, self.head)
+        summaries.write_validation(
+            step, event, self.head.dense.kernel.numpy(), self.head.dense.bias.numpy()
+        )
         for line in step_lines(event):
             self._echo(line)
 
     def _sample_rows(self, count: int, batch: int, step: int) -> np.ndarray:
-        if batch == -1 or batch >= count:
-            return np.arange(count)
-        rng = np.random.default_rng([self.seed, 1, step])
-        return np.sort(rng.choice(count, size=batch, replace=False))
+        return sample_rows(count, batch, self.seed, step)
 
     def test_predictions(self) -> tuple[list[Any], np.ndarray, np.ndarray]:
         """Probabilities on the test split (or the sample `test_batch_size` asks for)."""

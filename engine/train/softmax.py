@@ -319,7 +319,7 @@ def choose_l2(
 
     Raises:
         StudioError: bad shapes, or an empty grid.
-        FitStopped: `should_stop` said so.
+        FitStopped: `should_stop` said so (its `best` is the best head fitted so far, or None).
     """
     if not grid:
         raise StudioError("the L2 grid is empty; give at least one strength")
@@ -330,7 +330,11 @@ def choose_l2(
     results: list[L2Result] = []
     best: tuple[tuple[float, float, float], SoftmaxHead] | None = None
     for l2 in sorted(strengths, reverse=True):
-        head = problem.fit(float(l2), max_iterations, None, should_stop)
+        try:
+            head = problem.fit(float(l2), max_iterations, None, should_stop)
+        except FitStopped as stopped:
+            stopped.best = best[1] if best is not None else None
+            raise
         accuracy, cross_entropy = head.score(val_x, val_y)
         result = L2Result(l2, accuracy, cross_entropy, head.iterations, head.converged, head.seconds)
         results.append(result)
@@ -344,4 +348,10 @@ def choose_l2(
 
 
 class FitStopped(Exception):
-    """Raised inside `choose_l2` when its `should_stop` asks for it."""
+    """Raised inside a fit when its `should_stop` asks for it.
+
+    Attributes:
+        best: from `choose_l2`, the best head of the strengths fitted before it stopped.
+    """
+
+    best: SoftmaxHead | None = None

@@ -1,11 +1,17 @@
 """TensorBoard logs of a run: scalars, histograms, sample images, the graph, hparams.
 
-`tb/train` gets the step scalars (written inside the step functions), the
-head's weight histograms and a grid of sample inputs (of the first
-`SAMPLE_CLASSES_IN_GRID` classes); `tb/validation` the validation scalars and
-the test confusion matrix (as text, its top confusions, above
-`CONFUSION_IMAGE_MAX_CLASSES` classes); `tb/` the hparams and the final test
-accuracy.
+`tb/train` gets the step scalars, the head's weight histograms and a grid of
+sample inputs (of the first `SAMPLE_CLASSES_IN_GRID` classes); `tb/validation`
+the validation scalars and the test confusion matrix (as text, its top
+confusions, above `CONFUSION_IMAGE_MAX_CLASSES` classes); `tb/` the hparams
+and the final test accuracy.
+
+Everything here is written without TensorFlow (`engine.train.event_writer`),
+so a run that needs no TensorFlow (the L-BFGS head on cached features) never
+imports it for its logs. The loops that do run TensorFlow (retrain.py's SGD
+steps, fine-tuning, small_cnn) write their step scalars and graphs from
+inside their `tf.function`s through `train` / `validation`, TensorFlow
+summary writers on the same folders, made on first use.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from engine.core.errors import ImageError
 from engine.models.registry import Backbone
 from engine.train.config import PATH_FIELDS, TrainConfig
 from engine.train.evaluation import CONFUSION_IMAGE_MAX_CLASSES
-from engine.train.head import Head
+from engine.train.event_writer import EventWriter
 
 SAMPLES_PER_CLASS_IN_GRID = 4
 # Rows of the sample grid: 1,000 classes at 224 px would make a 224,000-pixel-high image.
@@ -32,14 +38,28 @@ class Summaries:
     """TensorBoard writers for a run: `tb/train`, `tb/validation`, hparams in `tb/`."""
 
     def __init__(self, tb_dir: Path, labels: list[str]) -> None:
-        import tensorflow as tf
-
-        self.tf = tf
         self.tb_dir = Path(tb_dir)
-        self.train = tf.summary.create_file_writer(str(self.tb_dir / "train"))
-        self.validation = tf.summary.create_file_writer(str(self.tb_dir / "validation"))
         self.labels = labels
-        self._validation_fn: Any = None
+        self.train_log = EventWriter(self.tb_dir / "train")
+        self.validation_log = EventWriter(self.tb_dir / "validation")
+        self._tf_writers: dict[str, Any] = {}
+
+    def _tf_writer(self, name: str) -> Any:
+        if name not in self._tf_writers:
+            import tensorflow as tf
+
+            self._tf_writers[name] = tf.summary.create_file_writer(str(self.tb_dir / name))
+        return self._tf_writers[name]
+
+    @property
+    def train(self) -> Any:
+        """A TensorFlow summary writer on `tb/train` (for the loops that run TensorFlow)."""
+        return self._tf_writer("train")
+
+    @property
+    def validation(self) -> Any:
+        """A TensorFlow summary writer on `tb/validation`."""
+        return self._tf_writer("validation")
 
     def write_samples(
         self, records: Sequence[Any], labels: list[str], backbone: Backbone, size: int
@@ -58,59 +78,52 @@ class Summaries:
             rows.append(np.concatenate(tiles, axis=1))
         grid = np.concatenate(rows, axis=0)
         more = f" (the first {len(shown)} of {len(labels)} classes)" if len(shown) < len(labels) else ""
-        with self.train.as_default():
-            self.tf.summary.image(
-                "sample_images", grid[None], step=0, description="rows: " + ", ".join(shown) + more
-            )
+        self.train_log.image("sample_images", grid, 0, description="rows: " + ", ".join(shown) + more)
+        self.train_log.flush()
 
-    def write_validation(self, step: int, event: dict[str, Any], head: Head) -> None:
-        tf = self.tf
-        if self._validation_fn is None:
-            # One graph call per evaluation instead of dozens of eager ops
-            # (histograms especially): evaluations come every 10 steps.
-            @tf.function
-            def write(step: Any, accuracy: Any, xent: Any) -> None:
-                with self.validation.as_default(step=step):
-                    tf.summary.scalar("accuracy", accuracy)
-                    tf.summary.scalar("cross_entropy", xent)
-                with self.train.as_default(step=step):
-                    tf.summary.histogram("final_result/weights", head.dense.kernel)
-                    tf.summary.histogram("final_result/biases", head.dense.bias)
+    def write_train_step(self, step: int, accuracy: float, xent: float, rate: float) -> None:
+        """A step's training scalars (`accuracy`, `cross_entropy`, `learning_rate`) in `tb/train`."""
+        self.train_log.scalar("accuracy", accuracy, step)
+        self.train_log.scalar("cross_entropy", xent, step)
+        self.train_log.scalar("learning_rate", rate, step)
 
-            self._validation_fn = write
-        self._validation_fn(
-            tf.constant(step, tf.int64),
-            tf.constant(event["validation_accuracy"], tf.float32),
-            tf.constant(event["validation_cross_entropy"], tf.float32),
-        )
-
-    def write_final(
-        self, report: dict[str, Any], steps: int, head: Head, config: TrainConfig, run_id: str
+    def write_validation(
+        self, step: int, event: dict[str, Any], kernel: np.ndarray, bias: np.ndarray
     ) -> None:
-        from tensorboard.plugins.hparams import api as hp
+        """An evaluation: the validation scalars, and the head's weight histograms at this step."""
+        self.validation_log.scalar("accuracy", event["validation_accuracy"], step)
+        self.validation_log.scalar("cross_entropy", event["validation_cross_entropy"], step)
+        self.train_log.histogram("final_result/weights", kernel, step)
+        self.train_log.histogram("final_result/biases", bias, step)
+        self.validation_log.flush()
+        self.train_log.flush()
 
-        tf = self.tf
-        with self.validation.as_default(step=steps):
-            if len(report["labels"]) <= CONFUSION_IMAGE_MAX_CLASSES:
-                image = confusion_matrix_image(report["labels"], report["confusion_matrix"])
-                tf.summary.image("test_confusion_matrix", image[None])
-            else:
-                tf.summary.text("test_top_confusions", confusions_markdown(report["top_confusions"]))
-            tf.summary.scalar("test_accuracy", report["accuracy"])
+    def write_final(self, report: dict[str, Any], steps: int, config: TrainConfig, run_id: str) -> None:
+        """The test confusion matrix and accuracy, and the run's hparams."""
+        if len(report["labels"]) <= CONFUSION_IMAGE_MAX_CLASSES:
+            image = confusion_matrix_image(report["labels"], report["confusion_matrix"])
+            self.validation_log.image("test_confusion_matrix", image, steps)
+        else:
+            self.validation_log.text(
+                "test_top_confusions", confusions_markdown(report["top_confusions"]), steps
+            )
+        self.validation_log.scalar("test_accuracy", report["accuracy"], steps)
+        self.validation_log.flush()
         hparams = {
             key: value
             for key, value in config.as_dict().items()
             if isinstance(value, bool | int | float | str) and key not in PATH_FIELDS
         }
-        writer = tf.summary.create_file_writer(str(self.tb_dir))
-        with writer.as_default(step=steps):
-            hp.hparams(hparams, trial_id=run_id)
-            tf.summary.scalar("test_accuracy", report["accuracy"])
-        writer.close()
+        with EventWriter(self.tb_dir) as writer:
+            writer.hparams(hparams, trial_id=run_id, step=steps)
+            writer.scalar("test_accuracy", report["accuracy"], steps)
 
     def close(self) -> None:
-        self.train.close()
-        self.validation.close()
+        """Close every writer (the TensorFlow ones too, when they were made)."""
+        self.train_log.close()
+        self.validation_log.close()
+        for writer in self._tf_writers.values():
+            writer.close()
 
 
 def confusions_markdown(rows: list[dict[str, Any]]) -> str:

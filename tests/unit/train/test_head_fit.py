@@ -1,8 +1,8 @@
 """engine.train.head_fit: which fit a run gets, and the L-BFGS loop speaking the step loop's language.
 
-The loop runs on synthetic features (no backbone), with a real Keras head and
-real TensorBoard writers, so its events, lines, scalars and layer are what a
-run would get.
+The loop runs on synthetic features (no backbone), with real TensorBoard
+writers, so its events, lines, scalars and layer are what a run would get; it
+needs no TensorFlow at all.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.models.registry import get_backbone
 from engine.train.config import TrainConfig
 from engine.train.events import RunCancelled
-from engine.train.head import Head
 from engine.train.head_fit import LbfgsLoop, head_fit_used, sgd_summary
 from engine.train.loop import TrainingData
 from engine.train.model_card import describe_fit
@@ -39,10 +37,8 @@ def _data(features: int = 16) -> TrainingData:
 
 def _loop(data: TrainingData, config: TrainConfig, **kwargs: Any) -> tuple[LbfgsLoop, dict[str, list]]:
     seen: dict[str, list] = {"events": [], "lines": [], "progress": []}
-    features = data.features["train"].shape[1]
-    head = Head(CLASSES, features, 0.0, 1)
     loop = LbfgsLoop(
-        config, head, None, None, get_backbone("efficientnet_lite0"), 128, data,
+        config, CLASSES, data,
         should_stop=kwargs.get("should_stop", lambda: False), on_step=seen["events"].append,
         echo=seen["lines"].append, progress=seen["progress"].append,
     )  # fmt: skip
@@ -93,7 +89,7 @@ def test_the_head_is_the_chosen_fit_and_scores_like_it(fitted) -> None:
     assert loop.summary["l2"] == reference.l2
     assert loop.summary["l2_grid"] == [r.as_dict() | {"seconds": g["seconds"]} for r, g in
                                        zip(table, loop.summary["l2_grid"], strict=True)]  # fmt: skip
-    np.testing.assert_allclose(loop.head.dense.kernel.numpy(), reference.kernel, atol=1e-5)
+    np.testing.assert_allclose(loop.head.kernel, reference.kernel, atol=1e-5)
     _, truth, probabilities = loop.test_predictions()
     np.testing.assert_allclose(probabilities, reference.probabilities(data.features["test"]), atol=1e-5)
     assert truth.tolist() == data.truth["test"].tolist()
@@ -135,7 +131,7 @@ def test_cancel_stops_the_fit_and_keeps_the_best_head_so_far(tmp_path: Path) -> 
         loop.train(summaries)
     summaries.close()
     assert seen["events"] == []  # cancelled while choosing L2
-    assert np.abs(loop.head.dense.kernel.numpy()).max() > 0  # not the untrained layer
+    assert np.abs(loop.head.kernel).max() > 0  # not the untrained layer
 
 
 @pytest.mark.parametrize(
@@ -163,3 +159,27 @@ def test_the_fit_is_described_in_one_sentence(fitted) -> None:
         "SGD (retrain.py's loop): 4000 steps of 100 photos at learning rate 0.01; "
         "L-BFGS was asked for, but augmentation distorts the images"
     )
+
+
+def test_the_fit_and_its_logs_never_import_tensorflow(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from engine.train.config import TrainConfig\n"
+        "from engine.train.summaries import Summaries\n"
+        "from tests.unit.train.test_head_fit import _data, _loop\n"
+        "loop, seen = _loop(_data(), TrainConfig(seed=1))\n"
+        f"summaries = Summaries({str(tmp_path)!r}, ['a', 'b', 'c'])\n"
+        "loop.train(summaries)\n"
+        "summaries.close()\n"
+        "print(len(seen['events']) > 0, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "False"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "train").iterdir())

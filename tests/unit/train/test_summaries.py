@@ -28,7 +28,6 @@ def test_confusions_markdown_is_a_table_with_shares() -> None:
 @pytest.mark.parametrize("classes", [3, CONFUSION_IMAGE_MAX_CLASSES + 1])
 def test_final_summaries_draw_the_matrix_only_for_few_classes(tmp_path: Path, classes: int) -> None:
     from engine.train.config import TrainConfig
-    from engine.train.head import Head
     from engine.train.summaries import Summaries
     from tests.support.event_logs import tensor_tags
 
@@ -37,7 +36,7 @@ def test_final_summaries_draw_the_matrix_only_for_few_classes(tmp_path: Path, cl
     probabilities = np.eye(classes)[np.roll(truth, 1)]
     report = evaluate(labels, truth, probabilities)
     writers = Summaries(tmp_path / "tb", labels)
-    writers.write_final(report, 5, Head(classes, 8, 0.0, 0), TrainConfig(), "run")
+    writers.write_final(report, 5, TrainConfig(), "run")
     writers.close()
     tags = tensor_tags(tmp_path / "tb" / "validation")
     drawn = classes <= CONFUSION_IMAGE_MAX_CLASSES
