@@ -70,6 +70,8 @@ def retrain(
     progress: ProgressCallback | None = None,
     echo: Callable[[str], None] | None = None,
     on_event: EventCallback | None = None,
+    exports: str = "now",
+    note: Callable[[str], None] | None = None,
 ) -> TrainedRun:
     """Retrain a head in this process, into a new run folder (what `python -m engine retrain` does).
 
@@ -81,6 +83,11 @@ def retrain(
         progress: gets progress snapshots (scan, bottlenecks, export). Defaults to None.
         echo: gets retrain.py's lines (`Step 10: Train accuracy = ...`). Defaults to None.
         on_event: gets each event written to events.jsonl. Defaults to None.
+        exports: "now" makes the exports (model.keras, and with `export` every format) right
+            after the run is done; "later" leaves them to `python -m engine export`.
+            Defaults to "now".
+        note: gets the lines after `Final test accuracy` (each export's figures). Defaults
+            to `echo`.
 
     Returns:
         The run folder and its report.
@@ -95,5 +102,7 @@ def retrain(
         run = RunDir(run_dir)
     else:
         run = RunDir.create(runs_dir, backbone=config.job_folder_name())
-    report = training.retrain(config, run, on_event=on_event, progress=progress, echo=echo)
+    report = training.retrain(
+        config, run, on_event=on_event, progress=progress, echo=echo, exports=exports, note=note
+    )
     return TrainedRun(run, report)

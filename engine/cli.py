@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "engine.commands.backbones",
     "engine.commands.datasets",
     "engine.commands.retrain",
+    "engine.commands.export",
     "engine.commands.sweep",
     "engine.commands.review",
     "engine.commands.label_image",

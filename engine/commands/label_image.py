@@ -104,7 +104,7 @@ def run_label_image(args: argparse.Namespace) -> int:
             f"no --graph given and no {DEFAULT_GRAPH} here; pass --graph (a run folder or a model file)"
         )
     graph = Path(args.graph or DEFAULT_GRAPH)
-    if graph.is_dir() and RunDir(graph).model_path.exists() and args.labels is None:
+    if graph.is_dir() and RunDir(graph).has_model() and args.labels is None:
         predictor = Predictor.from_run(graph, prefer=args.prefer)
     else:
         predictor = Predictor.from_files(graph, args.labels)

@@ -149,9 +149,15 @@ class Predictor:
         model_path = run.model_path
         if prefer == "litert" and run.tflite_path.is_file():
             model_path = run.tflite_path
+        if not model_path.exists() and run.tflite_path.is_file():
+            raise StudioError(
+                f"run {str(folder)!r} has no model.keras yet (its exports follow the training; "
+                f"`python -m engine export --run_dir {folder}` makes it); use its LiteRT model instead"
+            )
         if not model_path.exists():
             raise StudioError(
-                f"run {str(folder)!r} has no model.keras; pick a finished run or train one first"
+                f"run {str(folder)!r} has no model yet (neither export/model.tflite nor model.keras); "
+                "pick a finished run or train one first"
             )
         labels = read_labels_file(run.labels_path)
         return cls._build(load_model(model_path), labels, model_path, _geometry_near(folder / "x"))
@@ -176,7 +182,7 @@ class Predictor:
             StudioError: missing files or a model whose classes do not match the labels.
         """
         graph = Path(graph)
-        if graph.is_dir() and RunDir(graph).model_path.exists() and labels is None:
+        if graph.is_dir() and RunDir(graph).has_model() and labels is None:
             return cls.from_run(graph)
         model = load_model(graph)  # by content: a .keras saved as retrained_graph.pb works
         info = read_info(graph) or {}

@@ -96,7 +96,7 @@ def test_labels_that_do_not_match_the_model_are_refused(run_dir, tmp_path) -> No
 
 
 def test_run_without_a_model_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(StudioError, match="no model.keras"):
+    with pytest.raises(StudioError, match="no model yet"):
         Predictor.from_run(tmp_path)
 
 
