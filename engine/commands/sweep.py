@@ -27,8 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare backbones (each at every input size) on a dataset: a leaderboard",
         description="Score every chosen backbone whose weights are on this machine, at each input "
         "size it offers, on one dataset and split: features from the bottleneck cache, the "
-        "L-BFGS head, then test accuracy, macro-F1, float and int8 TFLite size, LiteRT latency "
-        "and int8's accuracy change. Prints the table and writes leaderboard.csv.",
+        "L-BFGS head, then test accuracy, macro-F1, the float model's size and LiteRT latency; "
+        "nothing is exported. Prints the table and writes leaderboard.csv. --export makes one "
+        "candidate a full run with every export and fills in its int8 columns.",
         formatter_class=DefaultsShown,
     )
     SweepConfig.add_arguments(parser)
@@ -42,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--run_dir",
         help="use this already created folder; its request.json holds the settings (how the "
         "dashboard starts a sweep)",
+    )
+    parser.add_argument(
+        "--export",
+        nargs="?",
+        const="best",
+        metavar="CANDIDATE",
+        help="after scoring, train CANDIDATE (default: the best) as a full run with every export "
+        "(model.keras, SavedModel, float and int8 TFLite, ONNX) and fill in its int8 columns",
     )
     parser.add_argument("--random_weights", action="store_true", help=argparse.SUPPRESS)  # tests
     parser.set_defaults(func=run_sweep_command)
@@ -82,7 +91,13 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     """
     from engine.commands.table import format_table
     from engine.core.progress import TerminalBar
-    from engine.train.sweep import LEADERBOARD_CSV, format_leaderboard, run_sweep
+    from engine.train.sweep import (
+        LEADERBOARD_CSV,
+        export_candidate_run,
+        format_leaderboard,
+        read_leaderboard,
+        run_sweep,
+    )
 
     folder, given = _folder(args)
     config = job_settings(
@@ -97,6 +112,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     print(f"Sweep folder: {run.path}", flush=True)
     result = run_sweep(config, run, progress=TerminalBar(sys.stderr), echo=echo)
+    if args.export and not result.get("cancelled"):
+        full = export_candidate_run(run, args.export, progress=TerminalBar(sys.stderr), echo=echo)
+        print(f"Full run with every export: {full.path}", flush=True)
+        result = read_leaderboard(run)
     print(format_table(format_leaderboard(result["rows"]), right_align_from=1, rule=True))
     for row in result["rows"]:
         if row.get("error"):

@@ -178,10 +178,15 @@ class BackboneCandidate:
         )
 
     def evaluate(self, context: SweepContext) -> CandidateResult:
-        """Features (cached), the L-BFGS head, then the model exported to float and int8 TFLite."""
+        """Features (cached), the L-BFGS head, then the model timed on LiteRT: no export.
+
+        On a LiteRT backbone the model is the backbone's graph with the head appended
+        (`engine.serve.assemble`, milliseconds, no TensorFlow); a backbone that runs on
+        TensorFlow (random weights in tests, a failed conversion) is converted once to
+        the float TFLite instead. int8 is measured only for the candidate made a full run.
+        """
         from engine.models.loading import load_feature_runtime
-        from engine.models.networks import build_feature_extractor
-        from engine.models.runtime import TensorFlowFeatureRuntime
+        from engine.models.runtime import LiteRTFeatureRuntime, TensorFlowFeatureRuntime
         from engine.train.bottlenecks import split_bottlenecks
         from engine.train.head import class_weight_vector
         from engine.train.softmax import choose_l2
@@ -190,12 +195,13 @@ class BackboneCandidate:
         backbone = get_backbone(self.architecture)
         seconds: dict[str, float] = {}
         start = time.monotonic()
-        extractor = build_feature_extractor(
-            backbone.name, input_size=self.input_size, weights=config.weights
-        )
+        extractor = None
         if config.weights == "imagenet":
             runtime = load_feature_runtime(backbone.name, input_size=self.input_size)
         else:  # random weights differ per build: the model must embed the network that made the features
+            from engine.models.networks import build_feature_extractor
+
+            extractor = build_feature_extractor(backbone.name, input_size=self.input_size, weights=None)
             runtime = TensorFlowFeatureRuntime(backbone, self.input_size, extractor)
         seconds["load"] = time.monotonic() - start
         splits = {name: list(dataset.split(name)) for name in SPLITS}
@@ -215,11 +221,14 @@ class BackboneCandidate:
         )  # fmt: skip
         seconds["fit"] = time.monotonic() - fit_start
         report = evaluate(dataset.labels, truth["test"], head.probabilities(features["test"]))
-        export_start = time.monotonic()
-        exported = self._export(context, extractor, head, report)
-        seconds["export"] = time.monotonic() - export_start
-        return exported_result(
-            report, exported,
+        timing_start = time.monotonic()
+        if isinstance(runtime, LiteRTFeatureRuntime):
+            model = time_assembled(context, runtime.model_bytes(), head.kernel, head.bias)
+        else:
+            model = self._export_float(context, extractor, head, report)
+        seconds["latency"] = time.monotonic() - timing_start
+        return scored_result(
+            report, model,
             {
                 "l2": head.l2,
                 "iterations": head.iterations,
@@ -231,26 +240,59 @@ class BackboneCandidate:
             },
         )  # fmt: skip
 
-    def _export(
+    def _export_float(
         self, context: SweepContext, extractor: Any, head: Any, report: dict[str, Any]
-    ) -> dict[str, dict[str, Any]]:
-        """The model (backbone + head) exported and scored as a run's exports are."""
+    ) -> dict[str, Any]:
+        """The model (backbone + head) converted to the float TFLite and scored, as a run's is."""
         from engine.train.head import Head, assemble_model
 
         backbone = get_backbone(self.architecture)
+        if extractor is None:
+            from engine.models.networks import build_feature_extractor
+
+            extractor = build_feature_extractor(backbone.name, input_size=self.input_size)
         layer = Head(
             len(context.dataset.labels), backbone.feature_size, 0.0, int(context.config.seed or 0)
         )
         layer.dense.kernel.assign(head.kernel)
         layer.dense.bias.assign(head.bias)
         model = assemble_model(extractor, layer, backbone.name, self.input_size)
-        return export_candidate(context, model, self.architecture, self.input_size, report)
+        return export_candidate(context, model, self.architecture, self.input_size, report)["tflite"]
+
+
+def time_assembled(
+    context: SweepContext, features_tflite: bytes, kernel: np.ndarray, bias: np.ndarray
+) -> dict[str, Any]:
+    """The candidate's LiteRT model (backbone graph + head), its size and its latency on one photo.
+
+    Args:
+        context: the candidate's context (its `workdir` gets the file).
+        features_tflite: the backbone's converted feature extractor.
+        kernel: the head's kernel.
+        bias: the head's bias.
+
+    Returns:
+        `size_bytes` and `latency_ms` (median of one-photo calls on LiteRT).
+    """
+    from engine.serve.assemble import assemble_classifier
+    from engine.serve.export import latency_ms
+    from engine.serve.model_files import LiteModel
+
+    context.workdir.mkdir(parents=True, exist_ok=True)
+    path = context.workdir / "model.tflite"
+    path.write_bytes(assemble_classifier(features_tflite, kernel, bias))
+    model = LiteModel(path)
+    side = model.input_size
+    image = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    return {"size_bytes": path.stat().st_size, "latency_ms": round(latency_ms(model, image), 3)}
 
 
 def export_candidate(
     context: SweepContext, model: Any, architecture: str, input_size: int, report: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    """A candidate's model saved into its scratch folder, exported to float and int8 TFLite, scored.
+    """A candidate's Keras model saved into its scratch folder, converted to the float TFLite, scored.
+
+    For candidates whose model is trained in TensorFlow (small_cnn, random weights).
 
     Args:
         context: the candidate's context (its `workdir` gets the files).
@@ -260,7 +302,7 @@ def export_candidate(
         report: the Keras model's test report.
 
     Returns:
-        `engine.serve.export.export_run`'s figures per format.
+        `engine.serve.export.export_run`'s figures per format (the float TFLite).
     """
     from engine.serve.export import export_run
 
@@ -277,26 +319,23 @@ def export_candidate(
         }
     )
     scratch.write_report(report)
-    return export_run(
-        scratch, formats=("tflite", "tflite_int8"), dataset=context.dataset, progress=context.progress
-    )
+    return export_run(scratch, formats=("tflite",), dataset=context.dataset, progress=context.progress)
 
 
-def exported_result(
-    report: dict[str, Any], exported: dict[str, dict[str, Any]], details: dict[str, Any]
+def scored_result(
+    report: dict[str, Any], model: dict[str, Any], details: dict[str, Any]
 ) -> CandidateResult:
-    """A `CandidateResult` from the Keras model's test report and its exports' figures."""
-    float_figures, int8 = exported.get("tflite", {}), exported.get("tflite_int8", {})
+    """A `CandidateResult` from the test report and the float model's size and latency (int8
+    stays empty until the candidate is made a full run)."""
+    if "error" in model:
+        raise RuntimeError(f"the candidate's model could not be timed: {model['error']}")
     return CandidateResult(
         test_accuracy=report["accuracy"],
         macro_f1=macro_f1(report),
         test_count=report["count"],
-        size_bytes=float_figures.get("size_bytes"),
-        int8_size_bytes=int8.get("size_bytes"),
-        latency_ms=float_figures.get("latency_ms"),
-        int8_latency_ms=int8.get("latency_ms"),
-        int8_accuracy=int8.get("accuracy"),
-        details={"tflite_accuracy": float_figures.get("accuracy"), **details},
+        size_bytes=model.get("size_bytes"),
+        latency_ms=model.get("latency_ms"),
+        details={"tflite_accuracy": model.get("accuracy"), **details},
     )
 
 
@@ -349,9 +388,9 @@ class ScratchCandidate:
         report = evaluate(dataset.labels, truth, probabilities)
         export_start = time.monotonic()
         model = assemble_model(extractor, head, backbone.name, self.input_size)
-        exported = export_candidate(context, model, self.architecture, self.input_size, report)
+        exported = export_candidate(context, model, self.architecture, self.input_size, report)["tflite"]
         seconds = {"train": loop.train_seconds, "export": time.monotonic() - export_start}
-        return exported_result(
+        return scored_result(
             report, exported,
             {"epochs": loop.summary.get("epochs"), "steps": loop.summary.get("steps"),
              "seconds": {k: round(v, 3) for k, v in seconds.items()}, "runtime": "tensorflow"},

@@ -4,8 +4,9 @@
 (`engine.train.candidates`: a backbone at each input size it offers, or any
 registered kind) in turn: its features from the bottleneck cache (each
 computed once, ever), the L-BFGS head, test accuracy and macro-F1, and the
-model exported to float and int8 TFLite, each timed on LiteRT. It writes into
-the sweep's folder (a run folder named `<stamp>-sweep`):
+float model's size and LiteRT latency (the backbone's graph with the head
+appended; nothing is exported). It writes into the sweep's folder (a run
+folder named `<stamp>-sweep`):
 
 - `request.json`, `status.json`, `events.jsonl`, `train.log` as a training's
   (`status.json` has `job: "sweep"`, and `best` / `test_accuracy` at the end);
@@ -18,6 +19,12 @@ the sweep's folder (a run folder named `<stamp>-sweep`):
 A candidate that fails becomes a row with its `error`; the others go on.
 Cancelling (the cancel flag or SIGTERM) stops before the next candidate and
 keeps the leaderboard so far.
+
+Exporting is for the candidate the user picks: `export_candidate_run` (the
+CLI's `sweep --export`) trains it as a full run with every export, and
+`attach_full_run` (also what the Compare page's one click leads to) records
+that run in its row, whose int8 columns `refresh_full_runs` fills in from the
+run's report once its exports are scored.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.core.rundir import RunDir
 from engine.data.scan import scan_dataset
 from engine.train.candidates import Candidate, CandidateResult, SweepContext, candidates_for
+from engine.train.config import TrainConfig
 from engine.train.events import (
     CancelFlag,
     Echo,
@@ -276,13 +284,17 @@ class _Sweep:
     def _row_line(self, row: dict[str, Any]) -> str:
         if row["error"]:
             return f"{row['candidate']}: failed: {row['error']}"
-        change = row["int8_accuracy_change"]
-        return (
+        line = (
             f"{row['candidate']}: test accuracy = {row['test_accuracy'] * 100:.1f}% (N={row['test_count']}), "
             f"macro-F1 {row['macro_f1']:.3f}, float {(row['size_bytes'] or 0) / 1e6:.2f} MB, "
-            f"int8 {(row['int8_size_bytes'] or 0) / 1e6:.2f} MB, {row['latency_ms'] or 0:.1f} ms/image, "
-            f"int8 accuracy change {'-' if change is None else f'{change * 100:+.1f} points'}"
+            f"{row['latency_ms'] or 0:.1f} ms/image"
         )
+        if row["int8_size_bytes"] is not None:
+            change = row["int8_accuracy_change"]
+            line += f", int8 {row['int8_size_bytes'] / 1e6:.2f} MB" + (
+                "" if change is None else f", int8 accuracy change {change * 100:+.1f} points"
+            )
+        return line
 
     def _cancelled(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         self.run.write_status("cancelled", candidates_done=len(rows))
@@ -322,3 +334,100 @@ def run_sweep(
     except BaseException as exc:
         record_failure(run, sweep.sink, exc)
         raise
+
+
+def attach_full_run(sweep: RunDir, candidate: str, run_id: str) -> None:
+    """Record in the leaderboard that `candidate` was made the full run `run_id`.
+
+    Args:
+        sweep: the sweep's folder.
+        candidate: the row's `candidate` name.
+        run_id: the full run's folder name (in the same runs folder as the sweep).
+
+    Raises:
+        StudioError: the sweep has no such row.
+    """
+    board = read_leaderboard(sweep)
+    rows = board.get("rows") or []
+    if not any(row.get("candidate") == candidate for row in rows):
+        raise StudioError(f"the sweep {sweep.run_id} has no candidate {candidate!r}")
+    for row in rows:
+        if row.get("candidate") == candidate:
+            row["full_run_id"] = run_id
+    extra = {k: v for k, v in board.items() if k != "rows"}
+    write_leaderboard(sweep, rows, **extra)
+
+
+def refresh_full_runs(sweep: RunDir) -> bool:
+    """Fill each row's int8 columns from its full run's scored exports, where there are any.
+
+    Args:
+        sweep: the sweep's folder (its full runs live beside it).
+
+    Returns:
+        Whether the leaderboard changed (and was rewritten).
+    """
+    board = read_leaderboard(sweep)
+    rows = board.get("rows") or []
+    changed = False
+    for row in rows:
+        run_id = row.get("full_run_id")
+        if not isinstance(run_id, str) or row.get("int8_accuracy_change") is not None:
+            continue
+        int8 = (RunDir(sweep.path.parent / run_id).read_report().get("exports") or {}).get("tflite_int8")
+        if (
+            not isinstance(int8, dict)
+            or int8.get("accuracy") is None
+            or row.get("test_accuracy") is None
+        ):
+            continue
+        row["int8_size_bytes"] = int8.get("size_bytes")
+        row["int8_latency_ms"] = int8.get("latency_ms")
+        row["int8_accuracy_change"] = round(int8["accuracy"] - row["test_accuracy"], 6)
+        changed = True
+    if changed:
+        write_leaderboard(sweep, rows, **{k: v for k, v in board.items() if k != "rows"})
+    return changed
+
+
+def export_candidate_run(
+    sweep: RunDir,
+    candidate: str = "best",
+    *,
+    progress: ProgressCallback | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> RunDir:
+    """Make a scored candidate a full run with every export, here, and fill in its row.
+
+    Args:
+        sweep: a done sweep's folder.
+        candidate: the row's name, or "best" (the leaderboard's first). Defaults to "best".
+        progress: the training's and the exports' progress. Defaults to None.
+        echo: the training's lines. Defaults to None.
+
+    Returns:
+        The full run's folder (beside the sweep's).
+
+    Raises:
+        StudioError: no such candidate, or one that failed.
+    """
+    from engine.train.retrain import retrain
+
+    rows = [row for row in read_leaderboard(sweep).get("rows") or [] if not row.get("error")]
+    names = [row["candidate"] for row in rows]
+    chosen = (
+        rows[0]
+        if candidate == "best" and rows
+        else next((row for row in rows if row["candidate"] == candidate), None)
+    )
+    if chosen is None:
+        raise StudioError(
+            f"--export {candidate!r} is not a scored candidate of this sweep; choose best or one of "
+            f"{', '.join(names) or '(none)'}"
+        )
+    config = TrainConfig.from_dict(chosen["full_run"])
+    run = RunDir.create(sweep.path.parent, backbone=config.job_folder_name())
+    attach_full_run(sweep, chosen["candidate"], run.run_id)
+    retrain(config, run, progress=progress, echo=echo)
+    refresh_full_runs(sweep)
+    return run

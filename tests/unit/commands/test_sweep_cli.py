@@ -2,7 +2,9 @@
 
 The slow test runs one real backbone candidate end to end (random weights: the
 figures' plumbing is under test, not ImageNet accuracy): features, the L-BFGS
-head, the float and int8 exports timed on LiteRT.
+head, the float model timed on LiteRT; nothing is exported. Another runs
+`sweep --export` on ImageNet weights: the candidate's model is its LiteRT
+backbone with the head appended, and the exports come with the full run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,35 @@ REQUIRED_COLUMNS = {
     "int8_accuracy_change",
 }  # fmt: skip
 FAKE_SWEEPER = REPO_ROOT / "tests" / "support" / "fake_sweeper.py"
+
+
+@pytest.mark.slow
+def test_sweep_export_makes_the_best_candidate_a_full_run_and_fills_its_int8_columns(
+    tmp_path: Path,
+) -> None:
+    data = write_class_folders(tmp_path / "data", {"red": 6, "green": 6, "blue": 6})
+    out = run_engine(
+        "sweep", "--image_dir", str(data), "--architectures", "efficientnet_lite0", "--sizes", "default",
+        "--testing_percentage", "25", "--validation_percentage", "25", "--seed", "3", "--export",
+        "--output_dir", str(tmp_path / "runs" / "board"), home=tmp_path / "home", timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    board = json.loads((tmp_path / "runs" / "board" / "leaderboard.json").read_text())
+    [row] = board["rows"]
+    assert row["details"]["runtime"] == "litert" and row["details"]["tflite_accuracy"] is None
+    full = RunDir(tmp_path / "runs" / row["full_run_id"])
+    assert f"Full run with every export: {full.path}" in out.stdout
+    exports = full.read_report()["exports"]
+    assert {"tflite", "tflite_int8", "saved_model", "onnx"} <= set(exports)
+    assert row["int8_size_bytes"] == exports["tflite_int8"]["size_bytes"] < row["size_bytes"]
+    assert row["int8_accuracy_change"] == pytest.approx(
+        exports["tflite_int8"]["accuracy"] - row["test_accuracy"]
+    )
+    # the sweep scored the same head the full run made: the same test accuracy
+    assert full.read_report()["accuracy"] == pytest.approx(row["test_accuracy"])
+    with (tmp_path / "runs" / "board" / "leaderboard.csv").open() as handle:
+        [line] = list(csv.DictReader(handle))
+    assert int(line["int8_size_bytes"]) == row["int8_size_bytes"]
 
 
 @pytest.mark.slow
@@ -62,7 +93,7 @@ def test_sweep_prints_the_table_and_writes_leaderboard_csv_into_the_output_folde
         [row] = list(csv.DictReader(handle))
     assert set(row) >= REQUIRED_COLUMNS
     assert row["candidate"] == "efficientnet_lite0@224" and row["error"] == ""
-    assert 0 < int(row["int8_size_bytes"]) < int(row["size_bytes"])
+    assert row["int8_size_bytes"] == row["int8_accuracy_change"] == ""  # until a full run is asked
     assert float(row["latency_ms"]) > 0 and 0 <= float(row["macro_f1"]) <= 1
     board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
     [scored] = board["rows"]
