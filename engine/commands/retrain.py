@@ -41,6 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=DefaultsShown,
     )
     TrainConfig.add_arguments(parser)
+    # Marked defaults: small_cnn tells a step count left at retrain.py's default from one given.
+    parser.set_defaults(
+        **{
+            name: _Default(TrainConfig.default(name))
+            for name in ("how_many_training_steps", "train_batch_size")
+        }
+    )
+    parser.epilog = (
+        "With --architecture small_cnn (trained from scratch) and neither --how_many_training_steps "
+        "nor --epochs, the Train page's recipe is used instead of retrain.py's 4,000 steps of 100 "
+        f"photos: {_scratch_recipe_text()}."
+    )
     parser.add_argument(
         "--runs_dir", help="where run folders are created (default: the studio's runs folder)"
     )
@@ -48,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--run_dir",
         help="use this already created run folder; its request.json, when present, holds the "
         "settings (how the dashboard starts a training)",
+    )
+    parser.add_argument(
+        "--defer_exports",
+        action="store_true",
+        help="end when the run is done and usable (its export/model.tflite, on LiteRT); leave "
+        "model.keras and the --export formats to a later `python -m engine export --run_dir RUN` "
+        "(by default they are made right after, in this process)",
     )
     parser.add_argument("--random_weights", action="store_true", help=argparse.SUPPRESS)  # tests
     parser.set_defaults(func=run_retrain)
@@ -110,6 +129,42 @@ def job_settings(
 QUANTIZED_SUFFIX = "_quantized"
 
 
+class _Default(int):
+    """An int flag's default, told apart from the same number given on the command line."""
+
+
+def _scratch_recipe_text() -> str:
+    from engine.models.scratch import FORM_DEFAULTS
+
+    return (
+        f"{FORM_DEFAULTS['how_many_training_steps']} steps of {FORM_DEFAULTS['train_batch_size']} "
+        "photos (about 60 epochs of the demo, a minute or two on 2 cores)"
+    )
+
+
+def _scratch_recipe(args: argparse.Namespace, architecture: str) -> dict[str, object]:
+    """The Train page's from-scratch recipe, when small_cnn is asked for with no step count or epochs."""
+    from engine.models.registry import get_backbone
+    from engine.models.scratch import FORM_DEFAULTS
+
+    try:
+        pretrained = get_backbone(architecture).pretrained
+    except Exception:  # noqa: BLE001 - an unknown name is refused by validate() with its own message
+        return {}
+    if pretrained or args.epochs is not None or type(args.how_many_training_steps) is not _Default:
+        return {}
+    recipe: dict[str, object] = {"how_many_training_steps": FORM_DEFAULTS["how_many_training_steps"]}
+    if type(args.train_batch_size) is _Default:
+        recipe["train_batch_size"] = FORM_DEFAULTS["train_batch_size"]
+    print(
+        f"note: --architecture={architecture} trains from scratch: using the Train page's recipe, "
+        f"{recipe['how_many_training_steps']} steps of {recipe.get('train_batch_size', args.train_batch_size)} "
+        "photos (give --how_many_training_steps or --epochs to choose)",
+        file=sys.stderr,
+    )
+    return recipe
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The `TrainConfig` the parsed flags describe.
 
@@ -132,7 +187,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             "add --export for an int8 TFLite model (the quantized one)",
             file=sys.stderr,
         )
-    return TrainConfig.from_args(args, **overrides)
+    if isinstance(name, str):
+        overrides.update(_scratch_recipe(args, str(overrides.get("architecture", name))))
+    config = TrainConfig.from_args(args, **overrides)
+    # plain ints from here on: the marks only tell defaults apart while the flags are read
+    return config.replace(
+        how_many_training_steps=int(config.how_many_training_steps),
+        train_batch_size=int(config.train_batch_size),
+    )
 
 
 def run_retrain(args: argparse.Namespace) -> int:
@@ -164,5 +226,10 @@ def run_retrain(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     print(f"Run folder: {run.path}", flush=True)
-    result = retrain(config, run_dir=run.path, progress=TerminalBar(sys.stderr), echo=echo)
+    result = retrain(
+        config, run_dir=run.path, progress=TerminalBar(sys.stderr), echo=echo,
+        exports="later" if args.defer_exports else "now",
+        # retrain.py's stdout ends with `Final test accuracy`: the exports' figures go beside the bars
+        note=lambda line: print(line, file=sys.stderr, flush=True),
+    )  # fmt: skip
     return 3 if result.cancelled else 0
