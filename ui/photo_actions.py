@@ -179,9 +179,15 @@ def render_history(root: Path) -> None:
 
 
 def class_folders(root: Path) -> list[str]:
-    """The class folders of `root` (visible sub-folders), sorted."""
+    """The class folders of `root` (visible sub-folders but `unsorted/`), sorted."""
+    from engine.data.walk import is_unsorted_folder
+
     try:
-        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and not is_unsorted_folder(p.name)
+        )
     except OSError:
         return []
 
