@@ -91,6 +91,7 @@ def scale(n: int = 20_000, dims: int = 1280, classes: int = 20) -> None:
     import numpy as np
 
     from engine.train.review import findings as fnd
+    from engine.train.review import near_duplicates as nd
     from engine.train.review import review_features
 
     rng = np.random.default_rng(0)
@@ -116,13 +117,13 @@ def scale(n: int = 20_000, dims: int = 1280, classes: int = 20) -> None:
     tracemalloc.start()
     tracemalloc.reset_peak()
     start = time.perf_counter()
-    i, _, _ = fnd.similar_pairs(unit)
+    i, _, _, _ = nd.feature_candidates(unit)
     took = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(
-        f"near-duplicate search: {took:.1f} s, {len(i)} pairs, peak {peak / 2**20:.0f} MiB "
-        f"(blocks of {fnd.block_rows(n)} rows); the full {n:,}x{n:,} float32 matrix would be "
+        f"near-duplicate search (features): {took:.1f} s, {len(i)} pairs, peak {peak / 2**20:.0f} MiB "
+        f"(blocks of {nd.block_rows(n)} rows); the full {n:,}x{n:,} float32 matrix would be "
         f"{n * n * 4 / 2**30:.1f} GiB"
     )
 

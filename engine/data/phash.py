@@ -93,12 +93,18 @@ def hamming(a: bytes, b: bytes) -> int:
     return int(np.unpackbits(np.frombuffer(a, np.uint8) ^ np.frombuffer(b, np.uint8)).sum())
 
 
-def bit_matrix(hashes: Sequence[bytes]) -> np.ndarray:
-    """Hashes as rows of +1/-1 (float32), so `HASH_BITS - rows @ rows.T` is twice the Hamming distance."""
+def bit_matrix(hashes: Sequence[bytes | None]) -> np.ndarray:
+    """Hashes as rows of +1/-1 (float32), so `HASH_BITS - rows @ rows.T` is twice the Hamming distance.
+
+    A missing hash (None) is a row of zeros, which matches nothing.
+    """
     if not hashes:
         return np.zeros((0, HASH_BITS), np.float32)
-    bits = np.unpackbits(np.frombuffer(b"".join(hashes), np.uint8).reshape(len(hashes), -1), axis=1)
-    return bits.astype(np.float32) * 2.0 - 1.0
+    raw = b"".join(h if h is not None else bytes(HASH_BITS // 8) for h in hashes)
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8).reshape(len(hashes), -1), axis=1)
+    signs = bits.astype(np.float32) * 2.0 - 1.0
+    signs[[h is None for h in hashes]] = 0.0
+    return signs
 
 
 def cache_file(root: Path) -> Path:
