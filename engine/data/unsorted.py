@@ -160,3 +160,63 @@ def scan_unsorted(
                 ImageRecord(path, rel, "", where.name, sha, width, height, fmt, size, "")
             )
     return found
+
+
+def file_unsorted(
+    root: str | os.PathLike[str],
+    photos: list[str],
+    class_name: str,
+    *,
+    folder: str | os.PathLike[str] | None = None,
+    studio_home: str | os.PathLike[str] | None = None,
+) -> Any:
+    """File unsorted photos into a class, as one journaled, undoable edit (`engine.data.edits`).
+
+    A photo in the dataset's own `unsorted/` is moved; one in a folder outside the
+    dataset is copied in (its folder is never changed), under its own name's stem.
+
+    Args:
+        root: the dataset folder.
+        photos: the photos, as `scan_unsorted` lists them (`rel_path`).
+        class_name: the class folder to file them in (created if new; not `unsorted`).
+        folder: the unsorted folder outside the dataset they come from. Defaults to the
+            dataset's `unsorted/`.
+        studio_home: the studio's home. Defaults to the studio's.
+
+    Returns:
+        The edit (`move`, or `add` for copies).
+
+    Raises:
+        StudioError: a photo is not in the unsorted folder, the class name cannot be a
+            folder or is `unsorted`, or the dataset is a user's own folder not opted in.
+    """
+    from engine.data import edits
+
+    if is_unsorted_folder(str(class_name).strip()):
+        raise StudioError(
+            f"{class_name!r} is the folder of unsorted photos, not a class; choose a class"
+        )
+    edits.check_class_name(class_name)
+    real_root = Path(root).expanduser().resolve()
+    where = unsorted_folder(real_root, folder)
+    inside = where.is_relative_to(real_root)
+    base = real_root if inside else where
+    paths = []
+    for given in photos:
+        path = (base / given).parent.resolve() / Path(given).name
+        if not path.is_relative_to(where) or path.is_symlink() or not path.is_file():
+            raise StudioError(
+                f"{given} is not a photo of the unsorted folder {where.name}: choose one listed"
+            )
+        paths.append(path)
+    if inside:
+        return edits.move_to_class(real_root, paths, class_name, studio_home=studio_home)
+    from engine.data.edits import IMAGE_SUFFIXES, add_photos, history
+
+    for path in paths:
+        suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else ".jpg"
+        add_photos(
+            real_root, class_name, [path.read_bytes()], suffix=suffix,
+            name_prefix=path.stem.lstrip(".") or "photo", studio_home=studio_home,
+        )  # fmt: skip
+    return history(real_root, studio_home=studio_home)[-1]

@@ -323,3 +323,57 @@ def order_curve(
         "random_runs": runs["random"],
         "test_photos": int(test.sum()),
     }
+
+
+def measure_on_dataset(
+    root: str | os.PathLike[str],
+    *,
+    validation_percentage: float = 10,
+    testing_percentage: float = 10,
+    architecture: str | None = None,
+    bottleneck_dir: str | None = None,
+    progress: ProgressCallback | None = None,
+    batch: int = 10,
+    rounds: int = 12,
+    seeds: int = 3,
+) -> dict[str, Any]:
+    """`order_curve` on a dataset's own labelled photos (its test split scores, the rest is the pool).
+
+    Args:
+        root: the dataset folder.
+        validation_percentage: as in `scan_dataset`. Defaults to 10.
+        testing_percentage: as in `scan_dataset`. Defaults to 10.
+        architecture: the backbone whose features are used. Defaults to the studio's default.
+        bottleneck_dir: the feature cache folder. Defaults to the studio's.
+        progress: called with scan, feature and fit progress. Defaults to None.
+        batch: photos labelled per round. Defaults to 10.
+        rounds: rounds at most (fewer when the pool runs out). Defaults to 12.
+        seeds: repeats. Defaults to 3.
+
+    Returns:
+        As `order_curve`.
+
+    Raises:
+        StudioError: the dataset is too small to measure on (see `order_curve`).
+    """
+    from engine.data.scan import scan_dataset
+    from engine.train.review.features import dataset_features
+
+    dataset = scan_dataset(
+        root,
+        validation_percentage=validation_percentage,
+        testing_percentage=testing_percentage,
+        progress=progress,
+    )
+    dataset.require_trainable()
+    features = dataset_features(
+        dataset.images, architecture=architecture, bottleneck_dir=bottleneck_dir, progress=progress
+    )
+    records = [dataset.images[k] for k in features.kept]
+    labels = np.array([dataset.labels.index(r.label) for r in records], np.int64)
+    test = np.array([r.split == "test" for r in records])
+    pool = int((~test).sum()) - 2 * len(dataset.labels)
+    return order_curve(
+        features.features, labels, test, batch=batch, rounds=max(1, min(rounds, pool // batch)),
+        seeds=seeds, progress=progress,
+    )  # fmt: skip
