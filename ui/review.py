@@ -31,6 +31,7 @@ from ui.render import progress_callback
 from ui.review_table import render_findings_table
 
 REVIEWS_KEY = "review_results"
+OPEN_TAB_KEY = "review_open_tab"
 
 
 def _fix_leaks(root: str, review: Any) -> None:
@@ -86,6 +87,19 @@ def _review(root: Path, validation_pct: int, testing_pct: int, signature: float)
     return stored["review"]
 
 
+def _remember_tab(key: str) -> None:
+    st.session_state[OPEN_TAB_KEY] = str(st.session_state.get(key, "")).split(" (")[0]
+
+
+def _tabs(labels: list[str]) -> Any:
+    """The review's tabs, the one open before staying open after a rerun (even when its count changed)."""
+    # The tabs' state is keyed by their labels: new counts make new tabs, opened where the user was.
+    key = "review_tabs_" + str(abs(hash(tuple(labels))))
+    opened = st.session_state.get(OPEN_TAB_KEY)
+    default = next((label for label in labels if label.split(" (")[0] == opened), None)
+    return st.tabs(labels, key=key, default=default, on_change=_remember_tab, args=(key,))
+
+
 def render_review(
     root: Path, dataset: Any, validation_pct: int, testing_pct: int, *, run_dir: str | None = None
 ) -> None:
@@ -116,14 +130,13 @@ def render_review(
     classes = class_folders(root)
     counts = review.counts()
     leaks = counts["near_duplicate"] + counts["split_leak"]
-    tabs = st.tabs(
-        [
-            f"Label issues ({counts['label_issue']})",
-            f"Near-duplicates and leaks ({leaks})",
-            f"Outliers ({counts['outlier']})",
-            "History",
-        ]
-    )
+    labels = [
+        f"Label issues ({counts['label_issue']})",
+        f"Near-duplicates and leaks ({leaks})",
+        f"Outliers ({counts['outlier']})",
+        "History",
+    ]
+    tabs = _tabs(labels)
     with tabs[3]:
         render_history(root)
     with tabs[0]:
