@@ -196,6 +196,8 @@ def test_label_next_bad_input_prints_one_error_line_and_exits_2(tmp_path: Path) 
             ["--image_dir", str(tiles_root), "--unsorted_dir", str(tiles_root / "china")],
             "not a folder of unsorted",
         ),
+        (["--image_dir", str(tiles_root), "--file", "no-class-given"], "is not PATH=CLASS"),
+        (["--image_dir", str(tiles_root), "--file", "../x.png=china"], "is not a photo of the unsorted"),
     ]:
         done = run_engine("label-next", *args, home=tmp_path / "home")
         assert done.returncode == 2, done.stderr
