@@ -11,6 +11,7 @@ from engine.data.sources import import_zip, resolve_local_folder
 from ui import cached, state
 from ui.browse import render_class_browser, render_messages
 from ui.errors import public_text, user_errors
+from ui.label_next import render_label_next
 from ui.library import render_stored_datasets
 from ui.limits import ZIP_UPLOAD_MB
 from ui.render import progress_callback, render_split_inputs
@@ -125,6 +126,10 @@ if dataset.duplicates:
 else:
     st.caption("No photo appears twice.")
 
+run_dir = latest_run_on(root)
 st.subheader("Review")
 with user_errors():
-    render_review(root, dataset, validation_pct, testing_pct, run_dir=latest_run_on(root))
+    render_review(root, dataset, validation_pct, testing_pct, run_dir=run_dir)
+
+st.subheader("Label these next")
+render_label_next(root, dataset, validation_pct, testing_pct, run_dir=run_dir)

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "engine.commands.export",
     "engine.commands.sweep",
     "engine.commands.review",
+    "engine.commands.label_next",
     "engine.commands.label_image",
     "engine.commands.logs",
     "engine.commands.cluster",

@@ -225,3 +225,30 @@ def time_left(step: dict[str, Any]) -> float | None:
     if not done or not total or not elapsed:
         return None
     return max(0.0, (total - done) * elapsed / done)
+
+
+def label_order_figure(curve: Mapping[str, Any]) -> go.Figure:
+    """Test accuracy against photos labelled, in ActiveLab order and in random order (`order_curve`)."""
+    figure = go.Figure()
+    for name, column, colour in (
+        ("ActiveLab order", "activelab", "#2E7D32"),
+        ("random order", "random", "#9E9E9E"),
+    ):
+        figure.add_trace(
+            go.Scatter(
+                x=list(curve["labelled"]),
+                y=list(curve[column]),
+                name=name,
+                mode="lines+markers",
+                line={"color": colour},
+            )
+        )
+    figure.update_layout(
+        xaxis_title="photos labelled",
+        yaxis_title="test accuracy",
+        yaxis_tickformat=".0%",
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": 1.15},
+    )
+    return figure

@@ -42,17 +42,17 @@ def _act(action: str, root: str, rel_path: str, target: str | None = None) -> No
         st.session_state[NOTICE_KEY] = ("error", str(error), None)
 
 
-def _undo(root: str, edit_id: str | None = None) -> None:
+def _undo(root: str, edit_id: str | None = None, key: str = NOTICE_KEY) -> None:
     try:
         edit = edits.undo(root, edit_id)
-        st.session_state[NOTICE_KEY] = ("success", f"Undone: {edit.describe(Path(root))}.", None)
+        st.session_state[key] = ("success", f"Undone: {edit.describe(Path(root))}.", None)
     except StudioError as error:
-        st.session_state[NOTICE_KEY] = ("error", str(error), None)
+        st.session_state[key] = ("error", str(error), None)
 
 
-def render_notice(root: Path) -> None:
-    """The last action's outcome, with an Undo button."""
-    notice = st.session_state.pop(NOTICE_KEY, None)
+def render_notice(root: Path, *, key: str = NOTICE_KEY) -> None:
+    """The last action's outcome (left in `st.session_state[key]`), with an Undo button."""
+    notice = st.session_state.pop(key, None)
     if notice is None:
         return
     kind, message, edit_id = notice
@@ -66,9 +66,9 @@ def render_notice(root: Path) -> None:
     if edit_id is not None:
         right.button(
             "Undo",
-            key="review_undo_notice",
+            key="review_undo_notice" if key == NOTICE_KEY else f"{key}_undo",
             on_click=_undo,
-            args=(str(root), edit_id),
+            args=(str(root), edit_id, key),
             icon=":material/undo:",
         )
 
@@ -179,9 +179,15 @@ def render_history(root: Path) -> None:
 
 
 def class_folders(root: Path) -> list[str]:
-    """The class folders of `root` (visible sub-folders), sorted."""
+    """The class folders of `root` (visible sub-folders but `unsorted/`), sorted."""
+    from engine.data.walk import is_unsorted_folder
+
     try:
-        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and not is_unsorted_folder(p.name)
+        )
     except OSError:
         return []
 

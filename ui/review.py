@@ -2,10 +2,12 @@
 
 `render_review` runs the review (`engine.train.review`) on the chosen dataset
 and shows it in tabs: label issues, near-duplicates and leaks, outliers, and
-the history of changes. Each photo card shows the evidence (given vs
-suggested label, nearest neighbours, a Grad-CAM heatmap when a run is
-chosen) and the actions: move to class X, set aside, keep. The Train
-report's confusion-matrix gallery uses the same cards (`ui.photo_actions`).
+the history of changes. Each tab is a table of the findings with thumbnails,
+where rows are selected and acted on together (`ui.review_table`: move to
+class X, set aside, keep, and a side panel with the photo, its heatmap,
+neighbours and history). The review is kept with the dataset
+(`engine.train.review.store`), so a reload or another browser shows it at
+once; it is redone when a photo changes.
 
 Every action goes through `engine.data.edits` (journaled, undoable). A user's
 own folder is changed only after the opt-in checkbox; the scan refreshes by
@@ -16,7 +18,6 @@ signature or the journal changes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,12 @@ import streamlit as st
 from engine.core.errors import StudioError
 from engine.data import edits
 from ui import cached
-from ui.photo_actions import (
-    CARDS_PER_TAB,
-    COLUMNS,
-    NOTICE_KEY,
-    render_history,
-    render_notice,
-    render_permission,
-    render_photo_card,
-)
+from ui.photo_actions import NOTICE_KEY, render_history, render_notice, render_permission
 from ui.render import progress_callback
+from ui.review_table import render_findings_table
 
 REVIEWS_KEY = "review_results"
+OPEN_TAB_KEY = "review_open_tab"
 
 
 def _fix_leaks(root: str, review: Any) -> None:
@@ -54,43 +49,6 @@ def _fix_leaks(root: str, review: Any) -> None:
         st.session_state[NOTICE_KEY] = ("error", str(error), None)
 
 
-def _grid(
-    root: Path,
-    findings: Sequence[Any],
-    classes: Sequence[str],
-    *,
-    key: str,
-    allowed: bool,
-    run_dir: str | None,
-) -> None:
-    if not findings:
-        st.caption("Nothing found.")
-        return
-    columns = st.columns(COLUMNS)
-    for n, item in enumerate(findings[:CARDS_PER_TAB]):
-        if item.kind == "label_issue":
-            caption = f"{item.path}: filed as {item.given_label}, looks like {item.suggested_label} ({item.score:.0%} sure it is wrong)"
-        elif item.kind == "outlier":
-            caption = f"{item.path}: far from every class (score {item.score:.2f})"
-        else:
-            caption = f"{item.path} ({item.split}): group {item.group}, similarity {item.score:.3f}"
-        with columns[n % COLUMNS]:
-            render_photo_card(
-                root,
-                item.path,
-                caption,
-                classes,
-                key=f"{key}_{n}",
-                allowed=allowed,
-                neighbours=item.neighbours,
-                run_dir=run_dir,
-            )
-    if len(findings) > CARDS_PER_TAB:
-        st.caption(
-            f"Showing the {CARDS_PER_TAB} most suspicious of {len(findings)}; act on them to see the next."
-        )
-
-
 def latest_run_on(root: Path) -> str | None:
     """The newest finished training run on `root` (its model draws the heatmaps), or None."""
     from engine.runs.listing import list_runs
@@ -105,7 +63,7 @@ def latest_run_on(root: Path) -> str | None:
 
 
 def _review(root: Path, validation_pct: int, testing_pct: int, signature: float) -> Any:
-    """The review for this folder, split and content, computed once per session (with a progress bar)."""
+    """The review for this folder, split and content: the kept one while no photo changed, else redone."""
     from engine.train.review import review_dataset
 
     journal = edits.journal_file(root)
@@ -122,11 +80,24 @@ def _review(root: Path, validation_pct: int, testing_pct: int, signature: float)
             root,
             validation_percentage=validation_pct,
             testing_percentage=testing_pct,
-            progress=progress_callback("Reading the photos' features"),
+            progress=progress_callback("Reviewing the photos"),
         )
         stored.clear()
         stored.update(stamp=stamp, review=review)
     return stored["review"]
+
+
+def _remember_tab(key: str) -> None:
+    st.session_state[OPEN_TAB_KEY] = str(st.session_state.get(key, "")).split(" (")[0]
+
+
+def _tabs(labels: list[str]) -> Any:
+    """The review's tabs, the one open before staying open after a rerun (even when its count changed)."""
+    # The tabs' state is keyed by their labels: new counts make new tabs, opened where the user was.
+    key = "review_tabs_" + str(abs(hash(tuple(labels))))
+    opened = st.session_state.get(OPEN_TAB_KEY)
+    default = next((label for label in labels if label.split(" (")[0] == opened), None)
+    return st.tabs(labels, key=key, default=default, on_change=_remember_tab, args=(key,))
 
 
 def render_review(
@@ -154,28 +125,25 @@ def render_review(
         render_history(root)
         return
     review = _review(root, validation_pct, testing_pct, cached.folder_signature(root))
-    classes = sorted({r.folder for r in dataset.images})
+    from ui.photo_actions import class_folders
+
+    classes = class_folders(root)
     counts = review.counts()
     leaks = counts["near_duplicate"] + counts["split_leak"]
-    tabs = st.tabs(
-        [
-            f"Label issues ({counts['label_issue']})",
-            f"Near-duplicates and leaks ({leaks})",
-            f"Outliers ({counts['outlier']})",
-            "History",
-        ]
-    )
+    labels = [
+        f"Label issues ({counts['label_issue']})",
+        f"Near-duplicates and leaks ({leaks})",
+        f"Outliers ({counts['outlier']})",
+        "History",
+    ]
+    tabs = _tabs(labels)
     with tabs[3]:
         render_history(root)
     with tabs[0]:
-        _grid(
-            root,
-            review.of_kind("label_issue"),
-            classes,
-            key="review_issue",
-            allowed=allowed,
+        render_findings_table(
+            root, review.of_kind("label_issue"), classes, key="review_issue", allowed=allowed,
             run_dir=run_dir,
-        )
+        )  # fmt: skip
     with tabs[1]:
         leak = review.leak
         if counts["split_leak"]:
@@ -196,20 +164,12 @@ def render_review(
                     on_click=_fix_leaks,
                     args=(str(root), review),
                 )
-        _grid(
-            root,
-            review.of_kind("split_leak") + review.of_kind("near_duplicate"),
-            classes,
-            key="review_dup",
-            allowed=allowed,
-            run_dir=run_dir,
-        )
+        render_findings_table(
+            root, review.of_kind("split_leak") + review.of_kind("near_duplicate"), classes,
+            key="review_dup", allowed=allowed, run_dir=run_dir,
+        )  # fmt: skip
     with tabs[2]:
-        _grid(
-            root,
-            review.of_kind("outlier"),
-            classes,
-            key="review_outlier",
-            allowed=allowed,
+        render_findings_table(
+            root, review.of_kind("outlier"), classes, key="review_outlier", allowed=allowed,
             run_dir=run_dir,
-        )
+        )  # fmt: skip

@@ -21,15 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     Args:
         subparsers: the top-level parser's sub-parsers.
     """
-    from engine.train.review.findings import DUPLICATE_THRESHOLD
+    from engine.train.review.near_duplicates import CONFIRM_SSIM, FEATURE_RADIUS
 
     parser = subparsers.add_parser(
         "review",
         help="find mislabelled photos, near-duplicates, split leaks and outliers",
         description="Review a folder-per-class dataset from its cached features: label issues "
         "(cleanlab on out-of-fold probabilities), near-duplicates and the split leaks they make, "
-        "outliers. Features come from the bottleneck cache a training fills; missing ones are "
-        "computed once.",
+        "outliers. Near-duplicates come from two signals, each pair confirmed by SSIM at the "
+        "smaller photo's size: perceptual hashes (a 256-bit DCT hash per photo, cached) and the "
+        "backbone's features (mutual nearest neighbours within a share of the median neighbour "
+        "distance). Features come from the bottleneck cache a training fills; missing ones are "
+        "computed once. The result is kept with the dataset and reused until a photo changes. "
+        "A top-level unsorted/ folder is not a class (see label-next).",
     )
     parser.add_argument(
         "--image_dir", required=True, help="the dataset folder (one sub-folder per class)"
@@ -44,9 +48,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--validation_percentage", type=float, default=10, help="as for retrain")
     parser.add_argument("--testing_percentage", type=float, default=10, help="as for retrain")
     parser.add_argument(
-        "--duplicate_threshold", type=float, default=DUPLICATE_THRESHOLD,
-        help=f"cosine similarity for near-duplicates (default {DUPLICATE_THRESHOLD})",
+        "--duplicate_ssim", type=float, default=CONFIRM_SSIM,
+        help=f"SSIM a near-duplicate pair needs, in (0, 1] (default {CONFIRM_SSIM})",
     )  # fmt: skip
+    parser.add_argument(
+        "--duplicate_radius", type=float, default=FEATURE_RADIUS,
+        help="feature neighbours nearer than this share of the median nearest-neighbour "
+        f"distance are candidates, in (0, 1] (default {FEATURE_RADIUS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="review again even if no photo changed since the last review",
+    )
     parser.add_argument(
         "--fix_leaks", action="store_true",
         help="rename each leaking group's photos so the group stays in one split (undoable)",
@@ -61,21 +75,25 @@ def run_review(args: argparse.Namespace) -> int:
     from engine.core.progress import TerminalBar
     from engine.train.review import KINDS, fix_leaks, review_dataset, write_csv
 
-    if not 0 < args.duplicate_threshold <= 1:
-        raise StudioError(
-            f"--duplicate_threshold={args.duplicate_threshold} is out of range; use a number in (0, 1]"
-        )
+    for flag in ("duplicate_ssim", "duplicate_radius"):
+        value = getattr(args, flag)
+        if not 0 < value <= 1:
+            raise StudioError(f"--{flag}={value} is out of range; use a number in (0, 1]")
     review = review_dataset(
         args.image_dir,
         architecture=args.architecture,
         validation_percentage=args.validation_percentage,
         testing_percentage=args.testing_percentage,
-        threshold=args.duplicate_threshold,
+        min_ssim=args.duplicate_ssim,
+        radius=args.duplicate_radius,
+        reuse=not args.fresh,
         bottleneck_dir=args.bottleneck_dir,
         progress=TerminalBar(sys.stderr),
     )
     counts = review.counts()
     print(f"Reviewed {review.image_count} photos: " + ", ".join(f"{counts[k]} {k}" for k in KINDS))
+    if not review.seconds:
+        print("(the kept review: no photo changed since it was made; --fresh reviews again)")
     for path, reason in review.skipped:
         print(f"skipped {path}: {reason}")
     for kind in KINDS:

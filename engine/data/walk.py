@@ -6,6 +6,9 @@ first bytes of a few files (`PROBE_FILES`) of the first class folders.
 - Files at the top level (LICENSE.txt) are ignored quietly, as are hidden
   and system entries (dot-files, `Thumbs.db`, `desktop.ini`, `__MACOSX`,
   `@eaDir`).
+- A top-level `unsorted/` folder (any case) holds photos that are not
+  sorted yet: it is not a class. `walk_unsorted` lists its photos for
+  "label these next" (`engine.train.review.label_next`).
 - Symbolic links are never followed out of the root: a linked file whose
   target lies outside, and any linked folder, is skipped and listed.
 - Named pipes, sockets and devices are skipped and listed from their
@@ -27,6 +30,8 @@ from engine.core.limits import MAX_DATASET_FILES
 from engine.data.dataset import Problem
 from engine.data.imagefiles import SNIFF_BYTES, open_image_file, sniff_image_format, special_file_reason
 
+# Photos not sorted into a class yet: never a class, in any scan, split or training.
+UNSORTED_FOLDER = "unsorted"
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "@eadir", "$recycle.bin"})
 # Photos sorted by year/month/day/event sit 4 folders inside their class;
 # a source tree or a home folder goes far deeper.
@@ -43,6 +48,11 @@ DATASET_SHAPE = (
 
 def _is_ignored(name: str) -> bool:
     return name.startswith(".") or name.lower() in IGNORED_NAMES
+
+
+def is_unsorted_folder(name: str) -> bool:
+    """Whether a top-level folder name is the not-a-class folder of unsorted photos (`UNSORTED_FOLDER`)."""
+    return name.lower() == UNSORTED_FOLDER
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -203,7 +213,7 @@ def walk_dataset(root: Path, problems: list[Problem]) -> tuple[list[Path], dict[
             problems.append(
                 Problem(entry.name, "symlink", "linked class folder not followed; copy it in instead")
             )
-        elif entry.is_dir(follow_symlinks=False):
+        elif entry.is_dir(follow_symlinks=False) and not is_unsorted_folder(entry.name):
             class_folders.append(Path(entry.path))
         # top-level files such as LICENSE.txt are not classes
 
@@ -212,3 +222,22 @@ def walk_dataset(root: Path, problems: list[Problem]) -> tuple[list[Path], dict[
         files_by_folder[folder.name] = _walk_class(root, folder, problems, walk)
         walk.probe(folder, files_by_folder[folder.name])
     return class_folders, files_by_folder
+
+
+def walk_unsorted(folder: Path, problems: list[Problem], *, root: Path | None = None) -> list[Path]:
+    """Every candidate file under a folder of unsorted photos, with the class walk's rules.
+
+    Args:
+        folder: the folder (resolved), e.g. `<dataset>/unsorted`.
+        problems: skipped entries are appended here, relative to `root`.
+        root: what paths are relative to, and where links must stay. Defaults to `folder`.
+
+    Returns:
+        The files, depth first and sorted; [] when `folder` is missing.
+
+    Raises:
+        StudioError: the folder holds too many entries or lies too deep (as for a class).
+    """
+    if not folder.is_dir():
+        return []
+    return _walk_class(root or folder, folder, problems, _Walk(root or folder))

@@ -1,5 +1,6 @@
-"""The data loop in a real headless Chromium: review the demo, move a photo and undo it, click a
-confusion-matrix cell of a trained run, and turn on its heatmap.
+"""The data loop in a real headless Chromium: the review table (tick a row, its details panel from
+the keyboard, move it, undo), label these next (file an unsorted photo in one click, undo), a
+confusion-matrix cell of a trained run, and its heatmap.
 
 The run is the session's tiny trained run (a real EfficientNet-Lite0 model), copied into the
 server's runs folder with its data; one of its test photos is listed in the copy's report as a
@@ -20,13 +21,34 @@ from tests.e2e.harness import open_app, screenshot, wait_for_idle
 pytestmark = pytest.mark.e2e
 
 REVIEW_TIMEOUT_MS = 240_000
+# The review table's geometry (ui/review_table.py: 64 px thumbnails + 8): the header row, a row.
+HEADER_PX = 35
+ROW_PX = 72
 
 
 def _photos(root) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
 
 
-def test_review_move_a_photo_then_undo_it(page, server) -> None:
+def _section_screenshot(page, heading: str, name: str) -> None:
+    """docs/screenshots/<name>.png of the page from `heading` down (it lies below the tall window)."""
+    from tests.e2e.harness import SCREENSHOTS, VIEWPORT
+
+    title = page.get_by_role("heading", name=heading)
+    title.scroll_into_view_if_needed()
+    box = title.bounding_box()
+    clip = {"x": 0, "y": max(0, box["y"] - 24), "width": VIEWPORT["width"], "height": 1000}
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), clip=clip)
+
+
+def _tick_first_row(page, table) -> None:
+    """Tick the first row's checkbox (the grid is a canvas: click where its row marker is drawn)."""
+    expect(table).to_be_visible()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 16, box["y"] + HEADER_PX + ROW_PX / 2)
+
+
+def test_the_review_table_moves_a_selected_photo_shows_its_details_and_undoes(page, server) -> None:
     open_app(page, server)
     demo = server.home / "datasets" / "demo"
     before = _photos(demo)
@@ -35,16 +57,56 @@ def test_review_move_a_photo_then_undo_it(page, server) -> None:
     expect(outliers).to_be_visible(timeout=REVIEW_TIMEOUT_MS)
     outliers.click()
     panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Set aside"))
-    move = panel.get_by_role("button", name="Move").first
-    expect(move).to_be_visible()
+    move = panel.get_by_role("button", name=re.compile(r"^Move"))
+    expect(move).to_be_disabled()  # nothing ticked yet
+    _tick_first_row(page, panel.get_by_test_id("stDataFrame"))
+    expect(panel.get_by_role("button", name="Move 1")).to_be_enabled(timeout=30_000)
+    wait_for_idle(page)
     screenshot(page, "dataset-review")
-    move.click()
-    expect(page.get_by_text(re.compile(r"^Moved .+ to .+\.$"))).to_be_visible(timeout=60_000)
+    page.keyboard.press("Alt+o")  # Details, from the keyboard
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("Photo details")).to_be_visible(timeout=60_000)
+    expect(dialog.get_by_text(re.compile("No trained model on this dataset yet"))).to_be_visible()
+    expect(dialog.get_by_text("Nearest neighbours")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    panel.get_by_role("button", name="Move 1").click()
+    expect(page.get_by_text(re.compile(r"^Moved 1 photo\(s\) to .+\.$"))).to_be_visible(timeout=60_000)
     moved = set(_photos(demo)) ^ set(before)
     assert len(moved) == 2, moved  # one photo gone from its class, one arrived in another
     page.get_by_role("button", name="Undo").first.click()
     expect(page.get_by_text(re.compile(r"^Undone: put back "))).to_be_visible(timeout=60_000)
     assert _photos(demo) == before
+    wait_for_idle(page)
+
+
+def test_label_these_next_files_an_unsorted_photo_in_one_click_and_undoes(page, server) -> None:
+    from tests.support.photo_tiles import tiles
+
+    open_app(page, server)  # the demo is made on the first visit
+    demo = server.home / "datasets" / "demo"
+    loose = demo / "unsorted"
+    loose.mkdir(exist_ok=True)
+    for n, tile in enumerate(tiles("flower")[:3]):
+        tile.resize((240, 240)).save(loose / f"loose-{n}.png")
+    open_app(page, server)
+    expect(page.get_by_text(re.compile(r"3 unsorted photo\(s\)"))).to_be_visible(
+        timeout=REVIEW_TIMEOUT_MS
+    )
+    yes = page.get_by_role("button", name=re.compile(r"^This is ")).first
+    expect(yes).to_be_visible()
+    target = yes.inner_text().removeprefix("This is ").strip()
+    wait_for_idle(page)
+    _section_screenshot(page, "Label these next", "dataset-label-next")
+    yes.click()
+    expect(page.get_by_text(re.compile(rf"^Filed loose-\d\.png as {target}\.$"))).to_be_visible(
+        timeout=60_000
+    )
+    expect(page.get_by_text(re.compile(r"2 unsorted photo\(s\)"))).to_be_visible(timeout=60_000)
+    assert len(list(loose.iterdir())) == 2 and any((demo / target).glob("loose-*.png"))
+    page.get_by_role("button", name="Undo").first.click()
+    expect(page.get_by_text(re.compile(r"3 unsorted photo\(s\)"))).to_be_visible(timeout=60_000)
+    assert len(list(loose.iterdir())) == 3
     wait_for_idle(page)
 
 

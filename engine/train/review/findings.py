@@ -3,12 +3,9 @@
 - **Label issues**: out-of-fold probabilities from the softmax head
   (`engine.train.softmax.fit_softmax`, k folds stratified by class), ranked by
   cleanlab (`find_label_issues`, self-confidence; `get_label_quality_scores`).
-- **Near-duplicates**: cosine similarity of L2-normalised features, computed
-  block by block (each block of rows against every row, one matrix product;
-  the block is sized so it holds at most `BLOCK_CELLS` similarities); a pair
-  above a threshold that is also much closer than either photo's ordinary
-  neighbours counts, and pairs are joined into groups by connected components. A group
-  spanning splits is a **split leak**.
+- **Near-duplicates** are `engine.train.review.near_duplicates`' (perceptual
+  hashes and features, each pair confirmed by SSIM); a group spanning splits
+  is a **split leak**.
 - **Outliers**: photos far from every class mean (cosine distance, in units of
   the median distance of a photo to its own class mean) that the head is also
   unsure of (low out-of-fold confidence).
@@ -26,18 +23,6 @@ import numpy as np
 from engine.train.softmax import DEFAULT_L2, fit_softmax
 
 FOLDS = 5
-# Cosine similarity at or above which two photos count as near-duplicates (a copy resized
-# to 0.9x and re-encoded scores 0.98 on the default backbone, one at 0.7x only 0.91; the most
-# alike distinct demo photos reach 0.94).
-DUPLICATE_THRESHOLD = 0.96
-# ... and the pair's distance must be at most this share of each photo's distance to its
-# NEIGHBOURS-th nearest photo (on scanned digits, where hundreds of photos look alike, the
-# absolute cut alone joined most of the dataset into a few groups).
-RELATIVE_DISTANCE = 0.5
-NEIGHBOURS = 5
-# Similarities held at once while searching (16 Mi cells = 64 MiB of float32; about twice
-# that at the peak, with the comparison mask and the neighbour partition).
-BLOCK_CELLS = 1 << 24
 # A photo is an outlier candidate when its distance to the nearest class mean is this many
 # times the median distance of a photo to its own class mean.
 OUTLIER_RATIO = 1.6
@@ -142,74 +127,6 @@ def normalised(features: np.ndarray) -> np.ndarray:
     x = np.asarray(features, np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
-
-
-def block_rows(n: int, cells: int = BLOCK_CELLS) -> int:
-    """How many rows of an `(n, n)` similarity matrix one block holds."""
-    return max(1, min(n, cells // max(n, 1)))
-
-
-def similar_pairs(
-    unit: np.ndarray,
-    threshold: float = DUPLICATE_THRESHOLD,
-    *,
-    relative: float = RELATIVE_DISTANCE,
-    cells: int = BLOCK_CELLS,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every near-duplicate pair (i < j), found block by block.
-
-    A pair counts when its cosine similarity is at least `threshold` and its
-    distance (1 - similarity) is at most `relative` times the distance of each
-    photo to its `NEIGHBOURS`-th nearest photo: a copy stands out from a
-    photo's ordinary neighbours even in a dataset of look-alikes (digits).
-
-    Args:
-        unit: `(N, F)` unit-length rows (`normalised`).
-        threshold: the similarity cut. Defaults to `DUPLICATE_THRESHOLD`.
-        relative: the distance ratio. Defaults to `RELATIVE_DISTANCE`; 1.0 or more turns it off.
-        cells: similarities held at once. Defaults to `BLOCK_CELLS`.
-
-    Returns:
-        `(i, j, similarity)` arrays.
-    """
-    n = len(unit)
-    step = block_rows(n, cells)
-    k = min(NEIGHBOURS, n - 1)
-    typical = np.zeros(n, np.float32)
-    rows, cols, sims = [], [], []
-    for start in range(0, n, step):
-        block = unit[start : start + step] @ unit.T  # one matrix product per block of rows
-        here = np.arange(block.shape[0])
-        block[here, here + start] = -1.0  # not a photo's own neighbour
-        if k > 0:
-            typical[start : start + len(here)] = 1.0 - np.partition(block, -k, axis=1)[:, -k]
-        i, j = np.nonzero(block >= threshold)
-        keep = j > i + start
-        rows.append(i[keep] + start)
-        cols.append(j[keep])
-        sims.append(block[i[keep], j[keep]])
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    i, j, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
-    if relative < 1.0 and k > 0:
-        distance = 1.0 - s
-        keep = (distance <= relative * typical[i]) & (distance <= relative * typical[j])
-        i, j, s = i[keep], j[keep], s[keep]
-    return i, j, s
-
-
-def duplicate_groups(n: int, i: np.ndarray, j: np.ndarray) -> list[np.ndarray]:
-    """Connected components of the near-duplicate pairs: groups of 2 or more photos, largest first."""
-    if len(i) == 0:
-        return []
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
-    sizes = np.bincount(component)
-    groups = [np.flatnonzero(component == c) for c in np.flatnonzero(sizes >= 2)]
-    return sorted(groups, key=lambda g: (-len(g), int(g[0])))
 
 
 def outlier_scores(

@@ -1,8 +1,8 @@
 """A dataset's review: its label issues, near-duplicates, split leaks and outliers, as rows.
 
-`review_dataset` scans a folder, reads (or computes) its features and runs
-`engine.train.review.findings` on them; `review_features` does the same on
-features already in hand (benchmarks, tests). Each `Finding` is one photo:
+`review_features` reviews photos whose features (and, when given, perceptual
+hashes and a way to compare two photos) are in hand;
+`engine.train.review.dataset.review_dataset` scans a folder and gathers them. Each `Finding` is one photo:
 `kind`, its `path` relative to the dataset root, a `score` (higher = more
 suspicious, 0 to 1 for label issues and near-duplicates), the folder label,
 the label the out-of-fold head suggests, the near-duplicate `group`, its
@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,15 @@ from typing import Any
 import numpy as np
 
 from engine.core.fsutil import atomic_write_text
-from engine.core.progress import ProgressCallback
 from engine.data import edits
-from engine.data.scan import scan_dataset
 from engine.data.splits import same_split_name, split_key
 from engine.train.review import findings as fnd
+from engine.train.review import near_duplicates as nd
 
 KINDS = ("label_issue", "near_duplicate", "split_leak", "outlier")
-CSV_COLUMNS = ("kind", "path", "score", "given_label", "suggested_label", "group", "split", "neighbours")
+CSV_COLUMNS = (
+    "kind", "path", "score", "given_label", "suggested_label", "group", "split", "neighbours", "evidence"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Finding:
     group: int | None = None
     split: str = ""
     neighbours: tuple[str, ...] = ()
+    evidence: str = ""
 
     def row(self) -> dict[str, Any]:
         """The CSV row."""
@@ -64,6 +66,7 @@ class Finding:
             "group": "" if self.group is None else self.group,
             "split": self.split,
             "neighbours": ";".join(self.neighbours),
+            "evidence": self.evidence,
         }
 
 
@@ -104,7 +107,10 @@ def review_features(
     splits: Sequence[str],
     features: np.ndarray,
     *,
-    threshold: float = fnd.DUPLICATE_THRESHOLD,
+    signs: np.ndarray | None = None,
+    similarity: Callable[[int, int], float] | None = None,
+    radius: float = nd.FEATURE_RADIUS,
+    min_ssim: float = nd.CONFIRM_SSIM,
     folds: int = fnd.FOLDS,
     hide: set[str] | frozenset[str] = frozenset(),
 ) -> Review:
@@ -115,7 +121,12 @@ def review_features(
         labels: each photo's folder label.
         splits: each photo's split ("train", "validation", "test").
         features: `(N, F)` features, in the same order.
-        threshold: the near-duplicate cosine similarity. Defaults to `DUPLICATE_THRESHOLD`.
+        signs: their perceptual hashes as +1/-1 rows (`engine.data.phash.bit_matrix`).
+            Defaults to None (near-duplicates from the features alone).
+        similarity: `(i, j) -> SSIM` of two photos, which confirms each candidate pair
+            (`engine.data.ssim.PhotoComparer`). Defaults to None (not confirmed).
+        radius: the feature channel's radius (`near_duplicates.FEATURE_RADIUS`).
+        min_ssim: the SSIM a candidate pair needs (`near_duplicates.CONFIRM_SSIM`).
         folds: the out-of-fold folds. Defaults to 5.
         hide: paths not to report (kept by the user). Defaults to none.
 
@@ -135,11 +146,14 @@ def review_features(
 
     start = time.perf_counter()
     unit = fnd.normalised(x)
-    i, j, sims = fnd.similar_pairs(unit, threshold)
-    groups = fnd.duplicate_groups(len(x), i, j)
-    best = np.zeros(len(x), np.float32)
-    np.maximum.at(best, i, sims)
-    np.maximum.at(best, j, sims)
+    pairs = nd.find_pairs(unit, signs=signs, similarity=similarity, radius=radius, min_ssim=min_ssim)
+    groups = nd.groups_of(len(x), pairs.i, pairs.j)
+    best = np.zeros(len(x), np.float64)
+    evidence = [""] * len(x)
+    for order in np.argsort(pairs.score, kind="stable"):  # the best pair's evidence wins
+        for row in (int(pairs.i[order]), int(pairs.j[order])):
+            best[row] = pairs.score[order]
+            evidence[row] = _evidence(pairs, int(order), similarity is not None)
     seconds["near_duplicates"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -154,7 +168,12 @@ def review_features(
     neighbours = dict(zip(shown.tolist(), fnd.nearest_neighbours(unit, shown).tolist(), strict=True))
 
     def finding(
-        kind: str, row: int, score: float, group: int | None = None, near: Sequence[int] = ()
+        kind: str,
+        row: int,
+        score: float,
+        group: int | None = None,
+        near: Sequence[int] = (),
+        why: str = "",
     ) -> Finding:
         near = neighbours.get(row, near)
         return Finding(
@@ -166,6 +185,7 @@ def review_features(
             group,
             str(split[row]),
             tuple(paths[n] for n in near),
+            why,
         )
 
     rows = [finding("label_issue", int(r), 1.0 - issues.quality[r]) for r in issues.ranked]
@@ -176,9 +196,8 @@ def review_features(
             leaked_test[members[split[members] == "test"]] = True
         for row in members:
             others = [int(m) for m in members if m != row]
-            rows.append(
-                finding("split_leak" if spans else "near_duplicate", int(row), best[row], number, others)
-            )
+            kind = "split_leak" if spans else "near_duplicate"
+            rows.append(finding(kind, int(row), best[row], number, others, evidence[int(row)]))
     rows += [finding("outlier", int(r), outlier[r]) for r in far]
     order = {kind: n for n, kind in enumerate(KINDS)}
     rows = [r for r in rows if r.path not in hide]
@@ -197,62 +216,15 @@ def review_features(
     return Review(rows, len(x), leak=leak, seconds=seconds)
 
 
-def review_dataset(
-    root: str | os.PathLike[str],
-    *,
-    architecture: str | None = None,
-    validation_percentage: float = 10,
-    testing_percentage: float = 10,
-    threshold: float = fnd.DUPLICATE_THRESHOLD,
-    bottleneck_dir: str | None = None,
-    progress: ProgressCallback | None = None,
-    studio_home: str | os.PathLike[str] | None = None,
-) -> Review:
-    """Scan `root`, read or compute its features, and review it.
-
-    Args:
-        root: the dataset folder (one sub-folder per class).
-        architecture: the backbone whose features are used. Defaults to the studio's default.
-        validation_percentage: as in `scan_dataset`. Defaults to 10.
-        testing_percentage: as in `scan_dataset`. Defaults to 10.
-        threshold: the near-duplicate similarity. Defaults to `DUPLICATE_THRESHOLD`.
-        bottleneck_dir: the feature cache folder. Defaults to the studio's.
-        progress: called with scan and feature progress. Defaults to None.
-        studio_home: where the edit journal is (for the photos kept). Defaults to the studio's home.
-
-    Returns:
-        The `Review`.
-
-    Raises:
-        StudioError: `root` is not a dataset the studio can read.
-    """
-    from engine.train.review.features import dataset_features
-
-    dataset = scan_dataset(
-        root,
-        validation_percentage=validation_percentage,
-        testing_percentage=testing_percentage,
-        progress=progress,
-    )
-    dataset.require_trainable()
-    start = time.perf_counter()
-    result = dataset_features(
-        dataset.images, architecture=architecture, bottleneck_dir=bottleneck_dir, progress=progress
-    )
-    took = time.perf_counter() - start
-    records = [dataset.images[k] for k in result.kept]
-    review = review_features(
-        [r.rel_path for r in records],
-        [r.label for r in records],
-        [r.split for r in records],
-        result.features,
-        threshold=threshold,
-        hide=edits.kept(dataset.root, studio_home=studio_home),
-    )
-    review.seconds = {"features": took, **review.seconds}
-    review.folders = {r.label: r.folder for r in dataset.images}
-    review.skipped = list(result.skipped)
-    return review
+def _evidence(pairs: nd.NearDuplicatePairs, k: int, confirmed: bool) -> str:
+    """What joined a pair, in words ("hash 4 of 256 bits, features 0.3 x, SSIM 0.97")."""
+    parts = []
+    if pairs.bits[k] >= 0:
+        parts.append(f"hash {pairs.bits[k]} of 256 bits")
+    if not np.isnan(pairs.distance[k]):
+        parts.append(f"features {pairs.distance[k]:.2f} x the median neighbour distance")
+    parts.append(f"SSIM {pairs.score[k]:.3f}" if confirmed else f"cosine {pairs.score[k]:.3f}")
+    return ", ".join(parts)
 
 
 def write_csv(review: Review, path: str | os.PathLike[str]) -> Path:

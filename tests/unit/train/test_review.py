@@ -82,18 +82,6 @@ def test_label_issues_never_fork_a_process_pool(monkeypatch: pytest.MonkeyPatch)
     assert set(flipped) <= set(issues.ranked.tolist())
 
 
-def test_blockwise_search_finds_exactly_the_pairs_of_the_full_matrix() -> None:
-    rng = np.random.default_rng(0)
-    unit = fnd.normalised(rng.normal(size=(257, 8)).astype(np.float32))
-    unit[200] = unit[3]
-    full = unit @ unit.T
-    want = {(a, b) for a, b in zip(*np.nonzero(np.triu(full >= 0.9, 1)), strict=True)}
-    i, j, sims = fnd.similar_pairs(unit, 0.9, relative=1.0, cells=1000)  # blocks of 3 rows
-    assert fnd.block_rows(257, 1000) == 3
-    assert set(zip(i.tolist(), j.tolist(), strict=True)) == want
-    assert np.allclose(sims, full[i, j])
-
-
 def test_a_copy_across_splits_is_a_leak_and_its_effect_on_test_accuracy_is_measured() -> None:
     x, y = _clusters(300, 3, seed=5)
     splits = ["train"] * 240 + ["test"] * 60
