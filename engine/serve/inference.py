@@ -45,12 +45,18 @@ class Prediction:
         probabilities: every class's probability, in label order.
         seconds: the model's time for this image (warm).
         source: what was predicted (a path, or "<bytes>").
+        unknown: True when the run's unknown rule rejects the photo as none of
+            its classes (top_k still holds the nearest classes).
+        unknown_score: the rule's score for the photo (higher is stranger), or
+            None when the model has no rule or it is turned off.
     """
 
     top_k: list[tuple[str, float]]
     probabilities: np.ndarray
     seconds: float
     source: str = ""
+    unknown: bool = False
+    unknown_score: float | None = None
 
     @property
     def label(self) -> str:
