@@ -20,6 +20,7 @@ SCORED_MODELS = {
     "saved_model": "SavedModel",
     "tflite": "TFLite float",
     "tflite_int8": "TFLite int8",
+    "onnx": "ONNX",
 }
 STEP_COLUMNS = [
     "step",
@@ -212,11 +213,19 @@ def scored_models_frame(report: dict[str, Any]) -> pd.DataFrame:
             "test accuracy": figures[key]["accuracy"],
             "size (MB)": figures[key]["size_bytes"] / 1e6 if figures[key].get("size_bytes") else None,
             "latency (ms, 1 photo)": figures[key].get("latency_ms"),
+            "agrees with the run's model": figures[key].get("top1_agreement"),
         }
         for key, name in SCORED_MODELS.items()
         if figures.get(key, {}).get("accuracy") is not None
     ]
-    return pd.DataFrame(rows, columns=["model", "test accuracy", "size (MB)", "latency (ms, 1 photo)"])
+    columns = [
+        "model",
+        "test accuracy",
+        "size (MB)",
+        "latency (ms, 1 photo)",
+        "agrees with the run's model",
+    ]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def time_left(step: dict[str, Any]) -> float | None:

@@ -156,8 +156,9 @@ def render_train_settings(
             "Also export a SavedModel and an int8 TFLite model",
             True,
             key="train_export",
-            help="Every run writes model.keras and a float TFLite model (what Predict uses). "
-            "This adds the SavedModel and the int8 model, each scored on the test photos.",
+            help="Every run writes a float TFLite model (what Predict uses) as soon as the head is "
+            "fitted; model.keras and ONNX follow while the model is already usable. This adds the "
+            "SavedModel and the int8 model, each scored on the test photos.",
         )
         submitted = st.form_submit_button(
             "Start training", type="primary", icon=":material/play_arrow:", disabled=disabled

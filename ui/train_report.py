@@ -5,9 +5,6 @@ The page stays a short script; these helpers draw a run read from its folder.
 
 from __future__ import annotations
 
-import io
-import zipfile
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,8 @@ from engine.train.evaluation import CONFUSION_IMAGE_MAX_CLASSES, top_confusions
 from engine.train.model_card import describe_fit, model_card_path
 from ui import cached
 from ui.errors import public_text
-from ui.figures import clickable_confusion_figure, scored_models_frame, selected_cell, time_left
+from ui.exports import render_downloads, render_exports
+from ui.figures import clickable_confusion_figure, selected_cell, time_left
 from ui.follow import Followed
 from ui.render import CHART_CONFIG, render_curves
 from ui.safe import md
@@ -128,19 +126,7 @@ def render_report(run: RunDir, warnings: list[str] | None = None) -> None:
         st.image([png for png, _ in gallery], caption=[c for _, c in gallery], width=120)
     elif not misses:
         st.caption("None.")
-    scored = scored_models_frame(report)
-    if len(scored) > 1:
-        st.markdown("**What each exported model costs** (scored on the same test photos)")
-        st.dataframe(
-            scored,
-            hide_index=True,
-            key="train_scored_models",
-            column_config={
-                "test accuracy": st.column_config.NumberColumn(format="percent"),
-                "size (MB)": st.column_config.NumberColumn(format="%.2f"),
-                "latency (ms, 1 photo)": st.column_config.NumberColumn(format="%.1f"),
-            },
-        )
+    render_exports(run)
     render_model_card(run)
     render_downloads(run)
 
@@ -220,39 +206,3 @@ def render_runtime(config: dict[str, Any]) -> None:
     if config.get("runtime_notice"):
         notice = public_text(config["runtime_notice"])
         st.warning(f"LiteRT was not used: {notice}", icon=":material/info:")
-
-
-def render_downloads(run: RunDir) -> None:
-    """Download buttons for the model, the labels and every export (a SavedModel folder as a zip).
-
-    Args:
-        run: the run folder.
-    """
-    files = {p.name: p for p in (run.model_path, run.labels_path, model_card_path(run)) if p.is_file()}
-    if run.export_dir.is_dir():
-        for path in sorted(run.export_dir.iterdir()):
-            name = f"{path.name}.zip" if path.is_dir() else path.name
-            # export/labels.txt is the same file as the run's labels.txt
-            files.setdefault(name, path)
-    if not files:
-        return
-    st.markdown("**Downloads**")
-    cols = st.columns(min(4, len(files)))
-    for index, (name, path) in enumerate(files.items()):
-        cols[index % len(cols)].download_button(
-            md(name),
-            data=partial(_zip_folder, path) if path.is_dir() else path.read_bytes,
-            file_name=name,
-            key=f"train_download_{name}",
-            icon=":material/download:",
-        )
-
-
-def _zip_folder(folder: Path) -> bytes:
-    """The folder as zip bytes (made only when its download button is pressed)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, Path(folder.name) / path.relative_to(folder))
-    return buffer.getvalue()

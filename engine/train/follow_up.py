@@ -12,10 +12,11 @@ model card again, listing every export.
 
 The training process runs this right after `done` (the CLI waits for it
 unless `--defer_exports`; a dashboard job goes on in the background), and
-`python -m engine export --run_dir RUN` (the Train report's buttons) runs it
-on demand. Its state is `status.json`'s `exports` (`state` pending | running |
-done | failed, `formats`, `done`, `errors`, `pid`): a failed export leaves
-the run usable and says why; its traceback is in train.log.
+`python -m engine export --run_dir RUN` (the Train report's buttons, through
+`engine.runs.exports`) runs it on demand. Its state is `status.json`'s
+`exports` (`state` pending | queued | running | done | failed, `formats`,
+`done`, `errors`, `pid`): a failed export leaves the run usable and says why;
+its traceback is in train.log.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from engine.core import fsutil, outputs
 from engine.core.errors import StudioError, disk_full_error
 from engine.core.procs import process_start_ticks
-from engine.core.progress import ProgressCallback, ProgressTracker
+from engine.core.progress import Progress, ProgressCallback, ProgressTracker
 from engine.core.rundir import RunDir
 from engine.core.runstate import now_iso
 from engine.data.dataset import Dataset
@@ -45,7 +46,7 @@ from engine.train.output_flags import write_copies
 HEAD_FILE = "head.npz"
 STATUS_KEY = "exports"
 DEFAULT_FORMATS = ("tflite",)
-EXPORT_STATES = ("pending", "running", "done", "failed")
+EXPORT_STATES = ("pending", "queued", "running", "done", "failed")
 LOCK_FILE = ".export.lock"
 
 
@@ -189,6 +190,7 @@ def _follow_up(
     state: dict[str, Any] = {"state": "running", "formats": list(formats), "done": [], "errors": {},
                              "pid": pid, "pid_start": process_start_ticks(pid), "started": now_iso()}  # fmt: skip
     run.update_status(**{STATUS_KEY: state})
+    progress = _recording(run, state, progress)
     errors: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
     config = TrainConfig.from_dict(run.read_config())
@@ -241,6 +243,24 @@ def record_interrupted(run: RunDir, exc: BaseException) -> None:
     run.update_status(**{STATUS_KEY: {**state, "state": "failed", "errors": errors}})
 
 
+def _recording(
+    run: RunDir, state: dict[str, Any], progress: ProgressCallback | None
+) -> ProgressCallback:
+    """`progress`, also putting each model finished into status.json (what a page shows)."""
+
+    def forward(snapshot: Progress) -> None:
+        if progress is not None:
+            progress(snapshot)
+        seen = state.get("progress") or {}
+        if snapshot.phase == "export" and snapshot.done != seen.get("done"):
+            state["progress"] = {"done": snapshot.done, "total": snapshot.total,
+                                 "elapsed_s": round(snapshot.elapsed_s, 1), "eta_s": snapshot.eta_s,
+                                 **({"format": snapshot.detail["format"]} if "format" in snapshot.detail else {})}  # fmt: skip
+            run.update_status(**{STATUS_KEY: state})
+
+    return forward
+
+
 def export_state(run: RunDir) -> dict[str, Any]:
     """status.json's `exports`, with a running one whose process is gone turned into `failed`.
 
@@ -252,7 +272,8 @@ def export_state(run: RunDir) -> dict[str, Any]:
     state = run.read_status().get(STATUS_KEY)
     if not isinstance(state, dict):
         return {}
-    if state.get("state") == "running" and not process_alive(state.get("pid"), state.get("pid_start")):
+    active = state.get("state") in ("queued", "running")
+    if active and not process_alive(state.get("pid"), state.get("pid_start")):
         state = {**state, "state": "failed",
                  "errors": {**(state.get("errors") or {}), "export": "the export process ended "
                             "unexpectedly; see train.log, then export again"}}  # fmt: skip

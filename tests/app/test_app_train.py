@@ -94,7 +94,7 @@ def test_finished_job_shows_its_runtime_and_what_each_export_costs(registry) -> 
     app.run()
     assert not app.exception
     assert any("Features computed on **LiteRT**" in c.value for c in app.caption)
-    assert any("What each exported model costs" in m.value for m in app.markdown)
+    assert any("What each saved model costs" in m.value for m in app.markdown)
     per_class, scored = (frame.value for frame in app.dataframe)
     assert list(scored["model"]) == ["Keras (model.keras)", "TFLite float", "TFLite int8"]
     assert list(scored["size (MB)"]) == [5.0, 4.0, 1.0]

@@ -95,9 +95,10 @@ def test_training_advances_live_and_a_reload_reattaches(page, server) -> None:
     wait_for_idle(page)
     expect(page.get_by_role("button", name="Cancel training")).to_have_count(0)
     expect(page.get_by_role("button", name="labels.txt")).to_be_visible()
-    # the per-class table, then what each exported model costs
-    expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
-    expect(page.get_by_text("What each exported model costs")).to_be_visible()
+    # the per-class table, then what each saved model costs once the follow-up exports land
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(2, timeout=TRAIN_TIMEOUT_MS)
+    expect(page.get_by_text("What each saved model costs")).to_be_visible()
+    wait_for_idle(page)
     expect(page.get_by_text("Features computed on LiteRT")).to_be_visible()
     screenshot(page, "train-report")
 

@@ -98,7 +98,10 @@ def test_results_give_accuracy_per_class_scores_confusions_and_every_export(card
     assert "| tulips | 0.500 | 0.333 | 0.400 | 3 |" in results
     confusions = [line for line in results.splitlines() if "→" in line and line.startswith("- ")]
     assert confusions == ["- tulips → roses: 2", "- roses → tulips: 1"]
-    assert "| TFLite int8 (export/model_int8.tflite) | 55.6 % | -11.1 points | - | 5.00 MB | 8.0 ms |" in results
+    assert (
+        "| TFLite int8 (export/model_int8.tflite) | 55.6 % | -11.1 points | - | 5.00 MB | 8.0 ms |"
+        in results
+    )
     assert "| Keras (model.keras) | 66.7 % | +0.0 points | - | 21.00 MB | 30.0 ms |" in results
 
 
