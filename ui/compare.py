@@ -16,10 +16,10 @@ from engine.core.rundir import RunDir
 from engine.models.registry import list_backbones
 from engine.train.candidates import CANDIDATE_KINDS
 from engine.train.config import TrainConfig
-from engine.train.sweep import read_leaderboard
+from engine.train.sweep import attach_full_run, read_leaderboard, refresh_full_runs
 from engine.train.sweep_config import SIZES, SweepConfig
 from ui import state
-from ui.errors import public_text
+from ui.errors import public_text, show_error
 from ui.follow import Followed
 from ui.leaderboard import leaderboard_figure, leaderboard_frame, pareto_front
 from ui.render import SPLIT_DEFAULT, render_chart, start_job
@@ -113,6 +113,8 @@ def render_leaderboard(run: RunDir, registry: Any, *, buttons: bool = True) -> N
         registry: the job registry (a full run is started through it).
         buttons: draw the full-run buttons (not while the sweep runs). Defaults to True.
     """
+    if buttons:
+        refresh_full_runs(run)  # a full run's int8 figures, once its exports have landed
     board = read_leaderboard(run)
     rows = board.get("rows") or []
     if not rows:
@@ -137,20 +139,42 @@ def render_leaderboard(run: RunDir, registry: Any, *, buttons: bool = True) -> N
     for item in board.get("skipped") or []:
         st.caption(f"Skipped {md(item['candidate'])}: {public_text(item['reason'])}")
     if buttons:
-        render_full_run_buttons(rows, registry)
+        render_full_run_buttons(run, rows, registry)
 
 
-def render_full_run_buttons(rows: list[dict[str, Any]], registry: Any) -> None:
-    """One button per scored candidate: train it for real (model, labels, exports, report)."""
-    st.markdown("**Make one a full run** (trains it on the same data and split, with every export)")
+def render_full_run_buttons(sweep: RunDir, rows: list[dict[str, Any]], registry: Any) -> None:
+    """One button per scored candidate: train it for real (model, labels, exports, report).
+
+    A candidate already made a full run opens that run instead; its int8
+    columns fill in from the run's exports.
+    """
+    st.markdown(
+        "**Make one a full run** (trains it on the same data and split, with every export; "
+        "its int8 columns fill in when the exports land)"
+    )
     busy = registry.active() is not None
     scored = [row for row in rows if not row.get("error") and row.get("full_run")]
     columns = st.columns(min(4, max(1, len(scored))))
     for index, row in enumerate(scored):
-        if columns[index % len(columns)].button(
+        made = row.get("full_run_id")
+        column = columns[index % len(columns)]
+        if made and (sweep.path.parent / made).is_dir():
+            if column.button(
+                f"{row['candidate']}: open its run", key=f"compare_open_{row['candidate']}",
+                icon=":material/open_in_new:", help=f"Run {made} on the Train page",
+            ):  # fmt: skip
+                st.session_state[state.RUN_KEY] = made
+                st.switch_page("app_pages/train.py")
+            continue
+        if column.button(
             row["candidate"], key=f"compare_full_{row['candidate']}", icon=":material/model_training:",
             disabled=busy, help="Start a training of this candidate and follow it on the Train page",
         ):  # fmt: skip
-            job = start_job(registry, TrainConfig.from_dict(row["full_run"]))
+            try:
+                job = start_job(registry, TrainConfig.from_dict(row["full_run"]))
+                attach_full_run(sweep, row["candidate"], job.run_id)
+            except StudioError as error:
+                show_error(error, prefix="Cannot start the full run: ")
+                return
             st.session_state[state.RUN_KEY] = job.run_id  # the Train page follows it
             st.switch_page("app_pages/train.py")

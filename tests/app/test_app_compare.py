@@ -16,6 +16,7 @@ import pytest
 
 from engine.runs.jobs import JobRegistry
 from engine.runs.listing import list_runs
+from engine.train.sweep import read_leaderboard
 from engine.train.sweep_config import SweepConfig
 from tests.support.app import (
     fake_job_registry,
@@ -129,6 +130,22 @@ def test_one_click_makes_a_candidate_a_full_run_followed_on_the_train_page(regis
         training.run_id in shown(h.value) for h in app.subheader
     )  # now on the Train page, following it
     assert registry.get(training.run_id).wait(JOB_DEADLINE_S) == "done"
+    # back on Compare: the row knows its full run, and its int8 columns come from the run's exports
+    app = open_page("compare")
+    assert not app.exception
+    [row] = [
+        r for r in read_leaderboard(sweep.run_dir)["rows"] if r["candidate"] == "efficientnet_lite2@260"
+    ]
+    assert row["full_run_id"] == training.run_id
+    int8 = registry.get(training.run_id).run_dir.read_report()["exports"]["tflite_int8"]
+    assert row["int8_size_bytes"] == int8["size_bytes"]
+    assert row["int8_accuracy_change"] == pytest.approx(
+        int8["accuracy"] - row["test_accuracy"], abs=1e-6
+    )
+    table = app.dataframe[0].value.set_index("candidate")
+    assert table.loc["efficientnet_lite2@260", "int8 MB"] == pytest.approx(int8["size_bytes"] / 1e6)
+    assert app.button(key="compare_open_efficientnet_lite2@260") is not None
+    assert not [b for b in app.button if b.key == "compare_full_efficientnet_lite2@260"]
 
 
 def test_a_running_sweep_is_found_again_shows_its_progress_and_cancels(registry, gate) -> None:
