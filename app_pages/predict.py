@@ -23,6 +23,7 @@ if not finished:
 
 ids = [r.run_id for r in finished]
 by_id = {r.run_id: r for r in finished}
+state.take_run_picker_switch("predict_run")  # "Retrain now" in live mode switches to its run
 chosen = state.selected_run_id()
 run_id = st.selectbox(
     "Model from run",

@@ -7,7 +7,10 @@ own folder only after the opt-in (`edits.allow_edits`), asked for here too.
 The Dataset page rescans when a class folder changes, so the frames show
 there at once. "Retrain now" starts a training with the run's own settings on
 that dataset: the bottleneck cache is keyed by each photo's content, so only
-the new frames have features computed.
+the new frames have features computed. The page then follows that training
+(a fragment, once a second) and, as soon as it is done, makes its model the
+live one: the camera keeps playing, the next frames are labelled by the new
+model. Its exports follow in the job after that and are never waited for.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ from engine.core.rundir import RunDir
 from engine.data import edits
 from engine.serve.live import MAX_BURST, LiveClassifier, encode_jpeg
 from ui import cached
-from ui.errors import shown_path, user_errors
+from ui.errors import show_error, shown_path, user_errors
 from ui.render import start_job
 from ui.safe import md
 
 BURST_EVERY_S = 0.1
 # A burst waits for its frames at most this long beyond what the camera needs to send them.
 BURST_GRACE_S = 10.0
+# The training "Retrain now" started in this tab, followed until its model goes live.
+RETRAINING_KEY = "live_retraining"
+# The Predict page's run picker: the new run is chosen there, so the whole page follows it.
+PREDICT_RUN_KEY = "predict_run"
+FOLLOW_EVERY_S = 1.0
 
 
 def dataset_of(run: RunDir) -> Path:
@@ -82,8 +90,11 @@ def render_feedback(live: LiveClassifier, run: RunDir, *, playing: bool) -> None
             st.info("Start the camera first: a burst takes the next frames.", icon=":material/info:")
         elif frames:
             _save(root, class_name, frames)
-    if again.button("Retrain now", key="live_retrain", type="primary"):
-        _retrain(run, root)
+    retraining = st.session_state.get(RETRAINING_KEY)
+    if again.button("Retrain now", key="live_retrain", type="primary", disabled=bool(retraining)):
+        retraining = _retrain(run, root)
+    if retraining:
+        _follow_retraining(retraining)
 
 
 def _collect_burst(live: LiveClassifier, count: int) -> list[Any]:
@@ -121,7 +132,7 @@ def _save(root: Path, class_name: str, frames: list[Any]) -> None:
     )
 
 
-def _retrain(run: RunDir, root: Path) -> None:
+def _retrain(run: RunDir, root: Path) -> str:
     from engine.train.config import PATH_FIELDS, TrainConfig
 
     with user_errors("Cannot retrain: "):
@@ -133,9 +144,50 @@ def _retrain(run: RunDir, root: Path) -> None:
         keep = {"image_dir": str(root), "bottleneck_dir": settings.get("bottleneck_dir")}
         config = TrainConfig.from_dict({**settings, **dict.fromkeys(PATH_FIELDS), **keep})
         job = start_job(cached.job_registry(), config)
-    st.success(
-        f"Training {md(job.run_id)} started with this model's settings; only the new frames need "
-        "features. Follow it on the Train page; when it is done, choose it above.",
-        icon=":material/model_training:",
-    )
-    st.page_link("app_pages/train.py", label="Follow the training", icon=":material/model_training:")
+    st.session_state[RETRAINING_KEY] = job.run_id
+    return job.run_id
+
+
+def _follow_retraining(run_id: str) -> None:
+    """The retraining's progress; once it is done, its model is the live one (a full rerun)."""
+    from engine.core.runstate import ACTIVE_STATES
+    from ui import state
+    from ui.follow import follow
+
+    @st.fragment(run_every=FOLLOW_EVERY_S)
+    def retraining() -> None:
+        job = cached.job_registry().get(run_id)
+        now = job.state
+        if now == "done":
+            del st.session_state[RETRAINING_KEY]
+            # reruns the page: the camera goes on, labelled by the new model
+            state.switch_run_picker(PREDICT_RUN_KEY, run_id)
+        if now not in ACTIVE_STATES:
+            del st.session_state[RETRAINING_KEY]
+            error = job.run_dir.read_status().get("error") or "see its log on the Runs page"
+            show_error(f"Retraining {run_id} ended {now}: {error}", prefix="")
+            return
+        fraction, text = _progress_of(follow(job.run_dir))
+        st.progress(
+            fraction,
+            text=md(f"Retraining {run_id}: {text}") + " · the new model goes live when it is done",
+        )
+
+    retraining()
+
+
+def _progress_of(followed: Any) -> tuple[float, str]:
+    """The training's latest progress as a fraction and "phase: done/total unit, time left"."""
+    from engine.core.progress import format_duration
+
+    step, progress = followed.last_step, followed.progress
+    if step is not None:
+        total = step.get("total_steps") or step["step"]
+        return min(1.0, step["step"] / total), f"step {step['step']} of {total}"
+    if progress and progress.get("total"):
+        done, total = int(progress.get("done") or 0), int(progress["total"])
+        phase = str(progress.get("phase", "")).replace("-", " ")
+        unit = progress.get("unit", "images")
+        left = format_duration(progress.get("eta_s"))
+        return min(1.0, done / total), f"{phase} {done}/{total} {unit}, {left} left"
+    return 0.0, f"{followed.phase or 'starting'}…"

@@ -73,9 +73,31 @@ def select_dataset(root: Path | None, label: str) -> None:
         st.rerun()
 
 
+_PENDING_PREFIX = "pending_switch_"
+
+
 def selected_run_id() -> str | None:
     """The run chosen on the Train, Predict or Runs page, or None for the latest."""
     return st.session_state.get(RUN_KEY)
+
+
+def switch_run_picker(key: str, run_id: str) -> None:
+    """Make the run picker `key` show `run_id` from the next run of the page (then rerun).
+
+    A widget's value cannot be set once it is drawn in this run, so the choice
+    waits under a side key until `take_run_picker_switch` (called before the
+    picker is drawn) applies it.
+    """
+    st.session_state[_PENDING_PREFIX + key] = run_id
+    st.session_state[RUN_KEY] = run_id
+    st.rerun()
+
+
+def take_run_picker_switch(key: str) -> None:
+    """Apply a pending `switch_run_picker` to the picker `key`; call it before drawing the picker."""
+    pending = st.session_state.pop(_PENDING_PREFIX + key, None)
+    if pending is not None:
+        st.session_state[key] = pending
 
 
 def select_run(run_id: str | None) -> None:

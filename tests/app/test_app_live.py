@@ -173,13 +173,20 @@ def test_retrain_now_repeats_the_runs_settings_on_the_dataset(
     app, run = live_page(user_folder)
     app.button(key="live_retrain").click().run()
     assert not app.exception
-    assert "started with this model's settings" in texts(app.success)
     (started,) = [p for p in run.path.parent.iterdir() if (p / "request.json").is_file()]
     job = registry.get(started.name)
     request = json.loads((started / "request.json").read_text())
     assert request["image_dir"] == str(user_folder)
     assert (request["image_size"], request["seed"]) == (32, 3)
-    job.wait(60)
+    assert app.selectbox(key="predict_run").value == run.run_id  # the old model stays live meanwhile
+    assert job.wait(60) == "done"
+    app.run()  # what the page's follower does once the training is done
+    assert not app.exception, app.exception
+    # the page now follows the new run (the fake trainer's model is not a real one: the page says
+    # it cannot load it; tests/e2e/test_e2e_live.py sees a real new model answer the camera)
+    assert app.selectbox(key="predict_run").value == started.name, "the new run is the live one"
+    assert started.name in texts(app.error)
+    assert "live_retraining" not in app.session_state
 
 
 def test_presenter_view_hides_the_feedback_and_keeps_the_label(
