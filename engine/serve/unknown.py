@@ -193,6 +193,15 @@ class RuleSet:
     false_rejection: float
     measured: dict[str, Any] = field(default_factory=dict)
 
+    def rule_classes(self) -> range:
+        """The classes the rules were made for (from the centres or the head; all when unknown)."""
+        for rule in (self.rule, self.fallback):
+            if rule.centres is not None:
+                return range(int(rule.centres.shape[0]))
+            if rule.bias is not None:
+                return range(int(rule.bias.shape[0]))
+        return range(int(self.measured.get("classes", 0)))
+
     def for_model(self, has_features: bool, feature_size: int | None = None) -> Rule:
         """The rule a model can apply: the chosen one when it gives features of the right width."""
         if not self.rule.needs_features:

@@ -2,9 +2,8 @@
 
 Every candidate rule (`engine.serve.unknown.RULE_KINDS`) is fitted on the
 training split's features (class centres, the pooled per-feature spread, the
-head) and its threshold set on the validation split: the
-`1 - false_rejection` quantile of the in-class validation photos' scores, so
-that share of them (5 % by default, `--unknown_false_rejection`) would be
+head) and its threshold set on the validation split: above all but
+`false_rejection` of the in-class validation photos' scores, so that share of them (5 % by default, `--unknown_false_rejection`) would be
 answered `unknown`. Each candidate's measured rates on validation and test go
 into report.json; the chosen rule and the probability-only fallback go into
 `unknown.json` and every model file's info.
@@ -120,7 +119,11 @@ def fit_rule(
 
 
 def threshold_for(scores: np.ndarray, false_rejection: float) -> float:
-    """The score above which `false_rejection` of these (in-class) scores lie.
+    """The score above which `false_rejection` of these (in-class) scores lie, or fewer.
+
+    The `k = floor(false_rejection * N)`-th highest score is passed: exactly `k` photos
+    score above it (ties aside), as close to the share as N photos allow and never
+    over it (4 validation photos at 5 % reject none of them; 180 reject 9).
 
     Args:
         scores: in-class photos' scores.
@@ -134,7 +137,9 @@ def threshold_for(scores: np.ndarray, false_rejection: float) -> float:
     scores = np.asarray(scores, np.float64)
     if not len(scores):
         raise ValueError("no scores to set a threshold on")
-    return float(np.quantile(scores, 1.0 - false_rejection))
+    ordered = np.sort(scores)
+    rejected = int(np.floor(false_rejection * len(ordered) + 1e-9))
+    return float(ordered[len(ordered) - rejected - 1])
 
 
 def _with_threshold(rule: Rule, threshold: float) -> Rule:
@@ -210,6 +215,7 @@ def calibrate(
         )
     chosen = next(c for c in candidates if c["kind"] == kind)
     measured = {
+        "classes": int(np.asarray(bias).shape[0]),
         "calibrated_on": on,
         "count": len(cal_x),
         "validation_false_rejection": chosen["validation_false_rejection"],
