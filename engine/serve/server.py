@@ -62,6 +62,9 @@ MAX_PHOTO_BYTES = PREDICT_PHOTO_MB * MIB
 # A multipart body holds up to MAX_PREDICT_PHOTOS photos, plus its part headers.
 MAX_MULTIPART_BYTES = MAX_PREDICT_PHOTOS * MAX_PHOTO_BYTES + MIB
 RAW_TYPES = ("image/", "application/octet-stream")
+# After a 413 the connection is closed: uvicorn would otherwise read the rest of the body
+# (and throw it away) to keep the connection alive for a next request.
+CLOSE = {"Connection": "close"}
 
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Any], Awaitable[None]]
 
@@ -309,9 +312,10 @@ class _Guard:
         limit = MAX_MULTIPART_BYTES if multipart else MAX_PHOTO_BYTES
         length = _header(headers, b"content-length")
         if length.isdigit() and int(length) > limit:
-            await JSONResponse({"error": _too_large(int(length), multipart)}, status_code=413)(
-                scope, receive, send
+            response = JSONResponse(
+                {"error": _too_large(int(length), multipart)}, status_code=413, headers=CLOSE
             )
+            await response(scope, receive, send)
             return
         received = 0
 
@@ -446,7 +450,8 @@ def build_app(service: ModelService, *, token: str | None = None) -> Any:
 
     async def request_error(request: Any, exc: Exception) -> Any:
         assert isinstance(exc, RequestError)
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        headers = CLOSE if exc.status == 413 else None
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
     async def http_error(request: Any, exc: Exception) -> Any:
         assert isinstance(exc, HTTPException)
