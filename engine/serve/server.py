@@ -54,8 +54,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 TOKEN_ENV = "RETRAIN_STUDIO_TOKEN"
 DEFAULT_TOP_K = 5
-# Two interpreters of one thread each: on the 2-core machine measured (BENCHMARKS.md
-# "Serving") they served 16 clients faster than one two-thread interpreter behind a lock.
+# A pool, not one interpreter behind a lock: two requests can run on the two cores. On the
+# 2-core test machine with the 128 px tiny run the two were within noise (BENCHMARKS.md
+# "Serving": HTTP and decoding dominate there); `--interpreters 1` gives the lock.
 INTERPRETERS_DEFAULT = 2
 MIB = 1024**2
 MAX_PHOTO_BYTES = PREDICT_PHOTO_MB * MIB
