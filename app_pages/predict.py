@@ -14,6 +14,7 @@ from ui.live import render_live_mode
 from ui.photo_actions import heatmap_of
 from ui.render import render_chart
 from ui.safe import md
+from ui.serve_hint import render_serve_hint
 from ui.unknown import render_unknown_toggle, unknown_text
 
 st.title("Predict")
@@ -45,6 +46,7 @@ except (StudioError, OSError) as error:
     st.stop()
 labels = predictor.labels
 st.caption(md(f"{model_file.name} on {predictor.runtime} · {len(labels)} classes: {', '.join(labels)}"))
+render_serve_hint(run.path)
 
 mode = st.segmented_control("Mode", ["Photos", "Live camera"], default="Photos", key="predict_mode")
 if mode == "Live camera":
