@@ -14,6 +14,8 @@ from ui.live import render_live_mode
 from ui.photo_actions import heatmap_of
 from ui.render import render_chart
 from ui.safe import md
+from ui.serve_hint import render_serve_hint
+from ui.unknown import render_unknown_toggle, unknown_text
 
 st.title("Predict")
 finished = [r for r in list_runs(job="retrain") if r.status == "done"]
@@ -44,12 +46,14 @@ except (StudioError, OSError) as error:
     st.stop()
 labels = predictor.labels
 st.caption(md(f"{model_file.name} on {predictor.runtime} · {len(labels)} classes: {', '.join(labels)}"))
+render_serve_hint(run.path)
 
 mode = st.segmented_control("Mode", ["Photos", "Live camera"], default="Photos", key="predict_mode")
 if mode == "Live camera":
     render_live_mode(run, model_file)
     st.stop()
 top_k = st.slider("Classes to show", 1, len(labels), min(5, len(labels)), key="predict_top_k")
+answer_unknown = render_unknown_toggle(predictor)
 uploads = list(
     st.file_uploader(
         "Photos",
@@ -87,9 +91,7 @@ for index, upload in enumerate(uploads):
         show_error(
             f"{upload.name}: not a usable image ({error.reason}).", icon=":material/broken_image:"
         )
-        rows.append(
-            {"photo": upload.name, "label": None, "probability": None, "ms": None, "error": error.reason}
-        )
+        rows.append({"photo": upload.name, "error": error.reason})  # other columns empty
         continue
     ms = prediction.seconds * 1000
     photo, bars = st.columns([1, 2])
@@ -99,21 +101,28 @@ for index, upload in enumerate(uploads):
         if heat is not None:
             shown, caption = heat.overlay, f"{upload.name} · heatmap for {heat.label}"
     photo.image(shown, caption=md(caption), width=220)
+    is_unknown = answer_unknown and prediction.unknown
     with bars:
-        st.markdown(f"**{md(prediction.label)}** · {prediction.probability:.1%} · {ms:.1f} ms")
+        if is_unknown:
+            st.markdown(f"**{md(unknown_text(labels))}** · {ms:.1f} ms · nearest classes:")
+        else:
+            st.markdown(f"**{md(prediction.label)}** · {prediction.probability:.1%} · {ms:.1f} ms")
         render_chart(probability_figure(prediction.top_k), key=f"predict_bars_{index}")
     rows.append(
         {
             "photo": upload.name,
-            "label": prediction.label,
+            "label": "unknown" if is_unknown else prediction.label,
             "probability": prediction.probability,
             "ms": ms,
             "error": None,
+            "nearest": prediction.label,
+            "unknown_score": prediction.unknown_score,
         }
     )
 
 if len(uploads) > 1:
-    table = pd.DataFrame(rows, columns=["photo", "label", "probability", "ms", "error"])
+    columns = ["photo", "label", "probability", "ms", "error", "nearest", "unknown_score"]
+    table = pd.DataFrame(rows, columns=columns)
     st.subheader("All photos")
     st.dataframe(
         table,

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "engine.commands.review",
     "engine.commands.label_next",
     "engine.commands.label_image",
+    "engine.commands.serve",
     "engine.commands.logs",
     "engine.commands.cluster",
 )

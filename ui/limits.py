@@ -15,14 +15,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from engine.core.limits import MAX_PREDICT_PHOTOS, PREDICT_PHOTO_MB
 from engine.data.sources import MAX_ZIP_BYTES
 
 MIB = 1024**2
 # A zip may be as large as what it unpacks to: the importer's own limit.
 ZIP_UPLOAD_MB = math.ceil(MAX_ZIP_BYTES / MIB)
-# Predict: a 64-megapixel JPEG (engine.data.images.MAX_PIXELS) is well under this.
-PHOTO_UPLOAD_MB = 25
-MAX_PREDICT_PHOTOS = 50
+# Predict's limits are the engine's, so the HTTP service (`python -m engine serve`) refuses alike.
+PHOTO_UPLOAD_MB = PREDICT_PHOTO_MB
+__all__ = ["MAX_PREDICT_PHOTOS", "MIB", "PHOTO_UPLOAD_MB", "ZIP_UPLOAD_MB", "within_limits"]
 
 
 def within_limits(uploads: Sequence[Any], *, max_count: int, max_mb: int) -> tuple[list[Any], list[str]]:

@@ -58,12 +58,13 @@ CAMERA_HELP = """Press **Start the camera** and allow the camera if the browser 
 PRESENTER_CSS = "<style>section[data-testid='stSidebar'] {display: none;}</style>"
 
 
-def classifier(run_dir: Path, model_mtime: float) -> LiveClassifier:
+def classifier(run_dir: Path, model_mtime: float, *, unknown: bool = True) -> LiveClassifier:
     """This tab's live classifier for a run's model, loaded once per model file.
 
     Args:
         run_dir: the run folder.
         model_mtime: the model file's mtime (a retrained model is loaded again).
+        unknown: answer `unknown` for frames the run's rule rejects. Defaults to True.
 
     Returns:
         The classifier (its own predictor, so the video worker shares no interpreter).
@@ -73,10 +74,10 @@ def classifier(run_dir: Path, model_mtime: float) -> LiveClassifier:
     """
     from engine.serve.inference import Predictor
 
-    key = (str(run_dir), model_mtime)
+    key = (str(run_dir), model_mtime, unknown)
     held = st.session_state.get(_CLASSIFIER_KEY)
     if held is None or held[0] != key:
-        held = (key, LiveClassifier.from_predictor(Predictor.from_run(run_dir)))
+        held = (key, LiveClassifier.from_predictor(Predictor.from_run(run_dir), unknown=unknown))
         st.session_state[_CLASSIFIER_KEY] = held
     return held[1]
 
@@ -134,7 +135,11 @@ def _draw(reading: LiveReading, *, presenter: bool) -> None:
     if reading.label is None:
         st.html(_label_html("…", "waiting for the camera", label_rem))
         return
-    st.html(_label_html(reading.label, f"{reading.probability:.0%}", label_rem))
+    if reading.unknown:
+        names = ", ".join(reading.labels)
+        st.html(_label_html("unknown", f"none of {names}", label_rem))
+    else:
+        st.html(_label_html(reading.label, f"{reading.probability:.0%}", label_rem))
     for name, probability in reading.top(bar_count):
         st.progress(min(1.0, max(0.0, probability)), text=f"{_plain(name)} · {probability:.0%}")
     st.caption(
@@ -182,8 +187,16 @@ def render_live_mode(run: Any, model_file: Path) -> None:
     )
     if presenter:
         st.html(PRESENTER_CSS)
+    unknown = st.toggle(
+        "Answer unknown",
+        value=True,
+        key="predict_live_unknown",
+        help="Say `unknown` when the camera shows none of the classes (the run's rule, set on its "
+        "validation photos; it takes a few frames in a row to enter or leave). Off: always name "
+        "the nearest class. Runs trained before this rule existed always name a class.",
+    )
     try:
-        live = classifier(run.path, model_file.stat().st_mtime)
+        live = classifier(run.path, model_file.stat().st_mtime, unknown=unknown)
     except (StudioError, OSError) as error:
         show_error(error, prefix="Cannot start live predictions: ")
         return

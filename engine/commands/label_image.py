@@ -54,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top_k", type=int, default=5, help="labels to print per image")
     parser.add_argument("--output_csv", help="write the CSV here instead of stdout")
     parser.add_argument(
+        "--no_unknown", action="store_true",
+        help="always name a class: do not answer `unknown` for a photo the run's rule rejects",
+    )  # fmt: skip
+    parser.add_argument(
         "--prefer", choices=("litert", "tensorflow"), default="litert",
         help="for a run folder: the exported TFLite model (LiteRT) or model.keras",
     )  # fmt: skip
@@ -72,7 +76,8 @@ def run_label_image(args: argparse.Namespace) -> int:
     """Run `label_image` from parsed arguments.
 
     One image: `Evaluation time (1-image): 0.018s`, a blank line, then
-    `<label> <probability>` lines, best first. Many images or a folder: a CSV
+    `<label> <probability>` lines, best first; when the model's unknown rule
+    rejects the photo, a first line `unknown <score>` comes before them all. Many images or a folder: a CSV
     with one row per image; an image that fails is listed with its error and
     the others still work.
 
@@ -105,9 +110,9 @@ def run_label_image(args: argparse.Namespace) -> int:
         )
     graph = Path(args.graph or DEFAULT_GRAPH)
     if graph.is_dir() and RunDir(graph).has_model() and args.labels is None:
-        predictor = Predictor.from_run(graph, prefer=args.prefer)
+        predictor = Predictor.from_run(graph, prefer=args.prefer, unknown=not args.no_unknown)
     else:
-        predictor = Predictor.from_files(graph, args.labels)
+        predictor = Predictor.from_files(graph, args.labels, unknown=not args.no_unknown)
 
     single = len(args.image) == 1 and not Path(args.image[0]).is_dir()
     if single:
@@ -115,6 +120,8 @@ def run_label_image(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise StudioError(f"--image {str(path)!r} does not exist; give an image file or folder")
         prediction = predictor.predict(str(path), top_k=args.top_k)
+        if prediction.unknown:
+            print(f"unknown {prediction.unknown_score:.5f}")
         print(f"Evaluation time (1-image): {prediction.seconds:.3f}s")
         print()
         for label, probability in prediction.top_k:

@@ -6,6 +6,10 @@
 | `MAX_DATASET_FILES` | `RETRAIN_STUDIO_MAX_DATASET_FILES` | 500,000 | files and folders a dataset folder may hold |
 | `IMPORT_QUOTA_BYTES` | `RETRAIN_STUDIO_IMPORT_QUOTA_BYTES` | 20 GiB | all imported datasets together |
 
+Predict's photo limits (`PREDICT_PHOTO_MB`, `MAX_PREDICT_PHOTOS`) are plain
+constants, shared by the Predict page (`ui.limits`) and the HTTP service
+(`engine.serve.server`), so an upload is refused alike in both.
+
 `Limit.value()` reads the variable each time, so a test or a long-lived app
 picks up a change. A value that is not a positive whole number is a
 `StudioError` that names the variable.
@@ -62,3 +66,8 @@ MAX_IMAGE_BYTES = Limit("RETRAIN_STUDIO_MAX_IMAGE_BYTES", 256 * 1024**2)
 MAX_DATASET_FILES = Limit("RETRAIN_STUDIO_MAX_DATASET_FILES", 500_000)
 # Five imports at the largest zip size (4 GiB) each.
 IMPORT_QUOTA_BYTES = Limit("RETRAIN_STUDIO_IMPORT_QUOTA_BYTES", 20 * 1024**3)
+
+# Predict (the page and `python -m engine serve`): a 64-megapixel JPEG
+# (engine.data.images.MAX_PIXELS) is well under 25 MB; 50 photos at once.
+PREDICT_PHOTO_MB = 25
+MAX_PREDICT_PHOTOS = 50

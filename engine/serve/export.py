@@ -46,6 +46,7 @@ from engine.data.dataset import Dataset, ImageRecord
 from engine.data.geometry import load_prepared
 from engine.serve.model_files import KerasModel, LiteModel, OnnxModel
 from engine.serve.model_info import info_for, onnx_with_info, tflite_with_info
+from engine.serve.unknown import read_rules
 
 FORMATS = ("saved_model", "tflite", "tflite_int8", "onnx")
 # What needs the Keras model (and so TensorFlow) to be made.
@@ -153,7 +154,8 @@ class _Exporter:
         self.run = run
         self.config = run.read_config()
         self.labels = run.read_labels()
-        self.info = info_for(self.labels, self.config)  # every export carries labels + preprocessing
+        rules = read_rules(run.path)  # every export carries labels, preprocessing and the rules
+        self.info = info_for(self.labels, self.config, None if rules is None else rules.as_dict())
         self.size = int(self.config["input_size"])
         self.crop = float(self.config["crop_fraction"])
         self.resample = str(self.config["resample"])

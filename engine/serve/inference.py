@@ -8,6 +8,14 @@ never imports TensorFlow.
 
 The model is called once with a blank image when it is loaded, so every time
 reported is a warm time (the first call of a model pays for setup).
+
+The unknown answer: a model the studio wrote carries its run's rejection rules
+(`engine.serve.unknown`); a `Predictor` applies the one its model can serve
+(the chosen feature rule on a run's assembled LiteRT model, which gives the
+backbone's features; the probability-only fallback on every other model) and
+marks a photo `unknown` when the rule rejects it, its top classes still
+given. `Predictor(unknown=False)` (or `from_run(..., unknown=False)`) turns
+it off; a model without rules (an old run) always names a class, as before.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from engine.data.geometry import load_prepared
 from engine.models.runtime import RUNTIMES
 from engine.serve.model_files import load_model, read_labels_file
 from engine.serve.model_info import read_info
+from engine.serve.unknown import Rule, RuleSet, read_rules
 
 PREFER_CHOICES = RUNTIMES
 _DEFAULT_GEOMETRY = {"crop_fraction": 1.0, "resample": "bilinear"}
@@ -112,6 +121,8 @@ class Predictor:
         crop_fraction: central crop as a share of the short side.
         resample: the resize filter name.
         model_path: where the model came from.
+        rules: the run's unknown rules, or None (an old run, or a model without them).
+        unknown: whether to apply them (False: always name a class).
     """
 
     model: Any
@@ -121,6 +132,8 @@ class Predictor:
     resample: str = "bilinear"
     model_path: Path | None = None
     warm: bool = field(default=False, repr=False)
+    rules: RuleSet | None = field(default=None, repr=False)
+    unknown: bool = True
 
     def __post_init__(self) -> None:
         if not self.warm:
@@ -128,12 +141,23 @@ class Predictor:
             self.warm = True
 
     @property
+    def rule(self) -> Rule | None:
+        """The unknown rule applied: the run's chosen one when the model gives features, else
+        the probability-only fallback; None when turned off or the model has no rules."""
+        if not self.unknown or self.rules is None:
+            return None
+        size = getattr(self.model, "feature_size", None)
+        return self.rules.for_model(size is not None, size)
+
+    @property
     def runtime(self) -> str:
         """ "litert" or "tensorflow"."""
         return self.model.runtime
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str], *, prefer: str = "litert") -> Predictor:
+    def from_run(
+        cls, run_dir: str | os.PathLike[str], *, prefer: str = "litert", unknown: bool = True
+    ) -> Predictor:
         """Load a run's model once.
 
         Args:
@@ -141,6 +165,7 @@ class Predictor:
             prefer: "litert" uses `export/model.tflite` when the run was
                 exported (else `model.keras`); "tensorflow" always uses
                 `model.keras`. Defaults to "litert".
+            unknown: answer `unknown` when the run's rule rejects a photo. Defaults to True.
 
         Returns:
             The predictor.
@@ -166,11 +191,18 @@ class Predictor:
                 "pick a finished run or train one first"
             )
         labels = read_labels_file(run.labels_path)
-        return cls._build(load_model(model_path), labels, model_path, _geometry_near(folder / "x"))
+        rules = read_rules(folder) or RuleSet.from_dict((read_info(model_path) or {}).get("unknown"))
+        return cls._build(
+            load_model(model_path), labels, model_path, _geometry_near(folder / "x"), rules, unknown
+        )
 
     @classmethod
     def from_files(
-        cls, graph: str | os.PathLike[str], labels: str | os.PathLike[str] | None = None
+        cls,
+        graph: str | os.PathLike[str],
+        labels: str | os.PathLike[str] | None = None,
+        *,
+        unknown: bool = True,
     ) -> Predictor:
         """Load a model file and its labels (label_image.py's `--graph` and `--labels`).
 
@@ -180,6 +212,8 @@ class Predictor:
             labels: the labels file. Defaults to None: the labels the model file
                 carries (every model the studio writes does), else a labels.txt beside
                 it or in its run folder, else `tf_files/retrained_labels.txt`.
+            unknown: answer `unknown` when the rule the model carries rejects a photo.
+                Defaults to True.
 
         Returns:
             The predictor.
@@ -189,7 +223,7 @@ class Predictor:
         """
         graph = Path(graph)
         if graph.is_dir() and RunDir(graph).has_model() and labels is None:
-            return cls.from_run(graph)
+            return cls.from_run(graph, unknown=unknown)
         model = load_model(graph)  # by content: a .keras saved as retrained_graph.pb works
         info = read_info(graph) or {}
         if labels is not None:
@@ -203,10 +237,19 @@ class Predictor:
             if info.get("crop_fraction") and info.get("resample")
             else _geometry_near(graph)
         )
-        return cls._build(model, names, graph, geometry)
+        rules = RuleSet.from_dict(info.get("unknown"))
+        return cls._build(model, names, graph, geometry, rules, unknown)
 
     @classmethod
-    def _build(cls, model: Any, labels: list[str], path: Path, geometry: dict[str, Any]) -> Predictor:
+    def _build(
+        cls,
+        model: Any,
+        labels: list[str],
+        path: Path,
+        geometry: dict[str, Any],
+        rules: RuleSet | None = None,
+        unknown: bool = True,
+    ) -> Predictor:
         predictor = cls(
             model=model,
             labels=labels,
@@ -214,6 +257,8 @@ class Predictor:
             crop_fraction=float(geometry["crop_fraction"]),
             resample=str(geometry["resample"]),
             model_path=path,
+            rules=rules if rules is not None and len(rules.rule_classes()) == len(labels) else None,
+            unknown=unknown,
         )
         classes = predictor.model(np.zeros((1, predictor.input_size, predictor.input_size, 3), np.uint8))
         if classes.shape[-1] != len(labels):
@@ -250,6 +295,26 @@ class Predictor:
         """
         return self.model(np.asarray(batch, dtype=np.uint8))
 
+    def score_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and unknown scores for prepared uint8 images `(N, S, S, 3)`.
+
+        Args:
+            batch: prepared images.
+
+        Returns:
+            `(N, classes)` float32 probabilities and `(N,)` scores (higher is stranger), or
+            None for the scores when no rule applies (`rule`).
+        """
+        batch = np.asarray(batch, dtype=np.uint8)
+        rule = self.rule
+        if rule is None:
+            return self.model(batch), None
+        if rule.needs_features:
+            probabilities, features = self.model.with_features(batch)
+            return probabilities, rule.scores(probabilities, features)
+        probabilities = self.model(batch)
+        return probabilities, rule.scores(probabilities)
+
     def predict(self, source: Any, top_k: int = 5) -> Prediction:
         """Top-k labels for one image.
 
@@ -268,10 +333,15 @@ class Predictor:
             raise ValueError(f"top_k={top_k!r} is not allowed; use 1 or more")
         image = self.prepare(source)
         start = time.perf_counter()
-        probabilities = self.model(image[None])[0]
+        batch_probabilities, scores = self.score_arrays(image[None])
         seconds = time.perf_counter() - start
+        probabilities = batch_probabilities[0]
         order = np.argsort(-probabilities)[:top_k]
+        rule = self.rule
+        score = None if scores is None else float(scores[0])
         return Prediction(
+            unknown=bool(rule is not None and score is not None and score > rule.threshold),
+            unknown_score=score,
             top_k=[(self.labels[i], float(probabilities[i])) for i in order],
             probabilities=probabilities,
             seconds=seconds,
@@ -291,7 +361,9 @@ class Predictor:
 
         Returns:
             A `pandas.DataFrame` with columns `source, label, probability,
-            top_k, seconds, error` (label and probability empty on error).
+            top_k, seconds, error, unknown, unknown_score` (label and probability
+            empty on error; `label` is the nearest class even when `unknown` is
+            True; the unknown columns empty when no rule applies).
         """
         rows = []
         for source in sources:
@@ -302,7 +374,13 @@ class Predictor:
                 rows.append(self.row(name, None, error=exc.reason))
                 continue
             rows.append(
-                self.row(name, prediction.probabilities, top_k=top_k, seconds=prediction.seconds)
+                self.row(
+                    name,
+                    prediction.probabilities,
+                    top_k=top_k,
+                    seconds=prediction.seconds,
+                    unknown_score=prediction.unknown_score,
+                )
             )
         return prediction_table(rows)
 
@@ -314,6 +392,7 @@ class Predictor:
         top_k: int = 5,
         seconds: float | None = None,
         error: str | None = None,
+        unknown_score: float | None = None,
     ) -> dict[str, Any]:
         """One row of `predict_many`'s table: the best labels, or the error.
 
@@ -323,10 +402,13 @@ class Predictor:
             top_k: labels kept in the `top_k` column. Defaults to 5.
             seconds: the model's time for it. Defaults to None.
             error: why it failed. Defaults to None.
+            unknown_score: the unknown rule's score, when one applied. Defaults to None.
         """
         if probabilities is None:
             return {"source": source, "label": None, "probability": None, "top_k": "",
-                    "seconds": None, "error": error}  # fmt: skip
+                    "seconds": None, "error": error, "unknown": None, "unknown_score": None}  # fmt: skip
+        rule = self.rule
+        unknown = None if rule is None or unknown_score is None else bool(unknown_score > rule.threshold)
         order = np.argsort(-probabilities)[:top_k]
         return {
             "source": source,
@@ -335,10 +417,14 @@ class Predictor:
             "top_k": "; ".join(f"{self.labels[i]}:{float(probabilities[i]):.4f}" for i in order),
             "seconds": None if seconds is None else round(seconds, 6),
             "error": None,
+            "unknown": unknown,
+            "unknown_score": None if unknown is None else round(float(unknown_score or 0.0), 6),
         }
 
 
-PREDICTION_COLUMNS = ["source", "label", "probability", "top_k", "seconds", "error"]
+PREDICTION_COLUMNS = [
+    "source", "label", "probability", "top_k", "seconds", "error", "unknown", "unknown_score"
+]  # fmt: skip
 
 
 def prediction_table(rows: Sequence[dict[str, Any]]) -> Any:

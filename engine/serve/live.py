@@ -7,7 +7,11 @@ prediction is running is counted as dropped, never queued, so the label
 never lags behind the camera. The probabilities are smoothed over frames (an
 exponential moving average) and the shown label changes only when another
 class leads the shown one by a margin (hysteresis), so it does not flicker
-between two close classes.
+between two close classes. With the run's unknown rule (`engine.serve.unknown`)
+the reading says `unknown` once the rule has rejected `unknown_frames` frames
+in a row, and leaves it only after as many frames in a row it accepts (an
+`UnknownGate`), so a frame or two at the edge of the threshold does not
+flicker the label.
 
 Several threads may call `process` at once (a browser reconnecting starts a
 new worker before the old one ends); every field they share is guarded by
@@ -30,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from engine.data.geometry import prepare_image
+from engine.serve.unknown import UNKNOWN_LABEL
 
 # EMA weight of the newest frame: at 10-15 predictions/s the label settles in about half a second.
 DEFAULT_ALPHA = 0.3
@@ -38,6 +43,9 @@ DEFAULT_MARGIN = 0.1
 RATE_WINDOW_S = 3.0
 MIN_RATE_SPAN_S = 0.5
 MAX_BURST = 50
+# Frames in a row the unknown rule must reject (or accept) to enter (or leave) `unknown`:
+# about a quarter of a second at 10-15 predictions/s.
+DEFAULT_UNKNOWN_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ class LiveReading:
         rate: predictions per second over the last few seconds.
         latency_ms: capture to label for the last prediction, in milliseconds.
         error: why the last frame could not be predicted, or None.
+        unknown: whether the shown answer is `unknown` (none of the classes; `label` is then
+            the nearest class).
+        unknown_score: the last frame's unknown score, or None without a rule.
     """
 
     labels: tuple[str, ...]
@@ -67,6 +78,13 @@ class LiveReading:
     rate: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
+    unknown: bool = False
+    unknown_score: float | None = None
+
+    @property
+    def shown(self) -> str | None:
+        """What to show: "unknown" when the gate says so, else the label."""
+        return UNKNOWN_LABEL if self.unknown and self.label is not None else self.label
 
     def top(self, k: int) -> list[tuple[str, float]]:
         """The `k` most probable `(label, smoothed probability)` pairs, best first."""
@@ -127,6 +145,36 @@ class Smoother:
         return self.shown
 
 
+class UnknownGate:
+    """A sticky unknown flag: it changes only after `frames` frames in a row say otherwise.
+
+    Args:
+        threshold: a score above it is a rejected frame.
+        frames: frames in a row needed to enter or leave `unknown`, 1 or more.
+            Defaults to `DEFAULT_UNKNOWN_FRAMES`.
+
+    Raises:
+        ValueError: `frames` below 1.
+    """
+
+    def __init__(self, threshold: float, *, frames: int = DEFAULT_UNKNOWN_FRAMES) -> None:
+        if frames < 1:
+            raise ValueError(f"frames={frames!r} is not allowed; use 1 or more")
+        self.threshold, self.frames = float(threshold), frames
+        self.unknown = False
+        self._streak = 0  # frames in a row that disagree with the current state
+
+    def update(self, score: float) -> bool:
+        """Take one frame's score; return whether the answer is now `unknown`."""
+        if (score > self.threshold) != self.unknown:
+            self._streak += 1
+            if self._streak >= self.frames:
+                self.unknown, self._streak = not self.unknown, 0
+        else:
+            self._streak = 0
+        return self.unknown
+
+
 class LiveClassifier:
     """Predicts camera frames one at a time, drops the frames that arrive meanwhile, smooths the label.
 
@@ -140,6 +188,10 @@ class LiveClassifier:
         alpha: see `Smoother`. Defaults to `DEFAULT_ALPHA`.
         margin: see `Smoother`. Defaults to `DEFAULT_MARGIN`.
         clock: seconds, monotonic. Defaults to `time.monotonic`.
+        score: uint8 `(1, S, S, 3)` -> `((1, classes) probabilities, (1,) unknown scores)`,
+            used instead of `predict` when given. Defaults to None (no unknown answer).
+        threshold: the unknown rule's threshold (with `score`). Defaults to None.
+        unknown_frames: see `UnknownGate`. Defaults to `DEFAULT_UNKNOWN_FRAMES`.
     """
 
     def __init__(
@@ -151,9 +203,17 @@ class LiveClassifier:
         alpha: float = DEFAULT_ALPHA,
         margin: float = DEFAULT_MARGIN,
         clock: Callable[[], float] = time.monotonic,
+        score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None,
+        threshold: float | None = None,
+        unknown_frames: int = DEFAULT_UNKNOWN_FRAMES,
     ) -> None:
+        if (score is None) != (threshold is None):
+            raise ValueError("give score and threshold together (or neither)")
         self.labels = tuple(labels)
         self._predict, self._prepare, self._clock = predict, prepare, clock
+        self._score, self._threshold, self._unknown_frames = score, threshold, unknown_frames
+        self._gate = None if threshold is None else UnknownGate(threshold, frames=unknown_frames)
+        self._unknown_score: float | None = None
         self._alpha, self._margin = alpha, margin
         self._model_lock = threading.Lock()  # one prediction at a time; others drop their frame
         self._lock = threading.Lock()  # guards everything below
@@ -169,7 +229,9 @@ class LiveClassifier:
         self._burst_last = float("-inf")
 
     @classmethod
-    def from_predictor(cls, predictor: object, **kwargs: object) -> LiveClassifier:
+    def from_predictor(
+        cls, predictor: object, *, unknown: bool = True, **kwargs: object
+    ) -> LiveClassifier:
         """A live classifier on a loaded `engine.serve.inference.Predictor`.
 
         Give it a predictor of its own: the live worker calls the model from
@@ -177,7 +239,9 @@ class LiveClassifier:
 
         Args:
             predictor: the loaded predictor (its labels, input size and training-time geometry).
-            **kwargs: `alpha`, `margin`, `clock`.
+            unknown: answer `unknown` when the predictor has a rule (`Predictor.rule`).
+                Defaults to True.
+            **kwargs: `alpha`, `margin`, `clock`, `unknown_frames`.
 
         Returns:
             The classifier.
@@ -187,6 +251,9 @@ class LiveClassifier:
         def prepare(frame: np.ndarray) -> np.ndarray:
             return prepare_image(Image.fromarray(frame), size, crop_fraction=crop, resample=resample)
 
+        rule = predictor.rule if unknown else None
+        if rule is not None:
+            kwargs.update(score=predictor.score_arrays, threshold=rule.threshold)
         return cls(labels=predictor.labels, predict=predictor.predict_arrays, prepare=prepare, **kwargs)
 
     def process(self, frame: np.ndarray, *, captured_at: float | None = None) -> LiveReading:
@@ -217,9 +284,18 @@ class LiveClassifier:
                 self._dropped += 1
             return self.reading()
         try:
-            probabilities = np.asarray(self._predict(self._prepare(frame)[None]))[0]
+            prepared = self._prepare(frame)[None]
+            scores = None
+            if self._score is not None:
+                outputs, scores = self._score(prepared)
+                probabilities = np.asarray(outputs)[0]
+            else:
+                probabilities = np.asarray(self._predict(prepared))[0]
             with self._lock:
                 self._smoother.update(probabilities)
+                if self._gate is not None and scores is not None:
+                    self._unknown_score = float(np.asarray(scores)[0])
+                    self._gate.update(self._unknown_score)
                 now = self._clock()
                 self._predictions += 1
                 self._latency_s = now - captured_at
@@ -254,6 +330,8 @@ class LiveClassifier:
                 rate=rate,
                 latency_ms=self._latency_s * 1000.0,
                 error=self._error,
+                unknown=shown is not None and self._gate is not None and self._gate.unknown,
+                unknown_score=self._unknown_score,
             )
 
     def latest_frame(self) -> np.ndarray | None:
@@ -296,6 +374,9 @@ class LiveClassifier:
         """Forget the smoothed label and the counters (a new stream starts fresh)."""
         with self._lock:
             self._smoother = Smoother(len(self.labels), alpha=self._alpha, margin=self._margin)
+            if self._threshold is not None:
+                self._gate = UnknownGate(self._threshold, frames=self._unknown_frames)
+            self._unknown_score = None
             self._frames = self._predictions = self._dropped = 0
             self._latency_s, self._error, self._latest = 0.0, None, None
             self._times.clear()

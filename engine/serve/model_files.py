@@ -46,16 +46,35 @@ class LiteModel:
                 f"{path} is not a usable .tflite model ({exc}); give a model file"
             ) from exc
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        outputs = self._interpreter.get_output_details()
+        self._output = outputs[0]
+        # A run's assembled model gives the backbone's features as output 1 (engine.serve.assemble).
+        second = outputs[1] if len(outputs) > 1 else None
+        usable = second is not None and len(second["shape"]) == 2 and second["dtype"] == np.float32
+        self._features = second if usable else None
         shape = self._input["shape"]
         self.input_size = int(shape[1])
+
+    @property
+    def feature_size(self) -> int | None:
+        """How many features the model's second output gives, or None when it has none."""
+        return None if self._features is None else int(self._features["shape"][-1])
+
+    def with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities `(N, classes)` and features `(N, features)` (None when the model has none)."""
+        if self._features is None:
+            return self(batch), None
+        pairs = [self._one(image, features=True) for image in batch]
+        if not pairs:
+            return np.zeros((0, 0), np.float32), np.zeros((0, self.feature_size or 0), np.float32)
+        return np.stack([p for p, _ in pairs]), np.stack([f for _, f in pairs])
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for a uint8 `(N, S, S, 3)` batch, `(N, classes)` float32."""
         rows = [self._one(image) for image in batch]
         return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
-    def _one(self, image: np.ndarray) -> np.ndarray:
+    def _one(self, image: np.ndarray, *, features: bool = False) -> Any:
         spec = self._input
         x = image[None].astype(np.float32)
         scale, zero = spec.get("quantization", (0.0, 0))
@@ -68,8 +87,12 @@ class LiteModel:
         out = self._interpreter.get_tensor(self._output["index"])[0]
         scale, zero = self._output.get("quantization", (0.0, 0))
         if scale and out.dtype != np.float32:
-            return (out.astype(np.float32) - zero) * scale
-        return out.astype(np.float32)
+            out = (out.astype(np.float32) - zero) * scale
+        out = out.astype(np.float32)
+        if not features:
+            return out
+        assert self._features is not None
+        return out, self._interpreter.get_tensor(self._features["index"])[0].astype(np.float32)
 
 
 class OnnxModel:

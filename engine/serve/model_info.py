@@ -19,6 +19,10 @@ no `--labels` and prepares a photo exactly as training did:
   schema bindings LiteRT ships, so no TensorFlow is needed;
 - in an `.onnx`, as the model's metadata property `retrain_studio` (written
   with `onnx`, read with onnxruntime's `custom_metadata_map`).
+
+The info also carries the run's unknown rules (`unknown`, as in the run's
+`unknown.json`) when the run has them, so a model file alone can answer
+`unknown` (`engine.serve.unknown`).
 """
 
 from __future__ import annotations
@@ -100,18 +104,24 @@ def model_kind(path: str | os.PathLike[str]) -> str:
     )
 
 
-def info_for(labels: list[str], config: dict[str, Any]) -> dict[str, Any]:
+def info_for(
+    labels: list[str], config: dict[str, Any], unknown: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The facts a model file should carry, from a run's labels and config.json.
 
     Args:
         labels: the class names in output order.
         config: the run's config.json (its `input_size`, `crop_fraction`, `resample`,
             `architecture`, `run_id`).
+        unknown: the run's unknown rules (`unknown.json`, `engine.serve.unknown.RuleSet`),
+            carried as `unknown`. Defaults to None (none: the model always names a class).
 
     Returns:
         A JSON-ready dict.
     """
+    extra = {} if unknown is None else {"unknown": unknown}
     return {
+        **extra,
         "format": INFO_FORMAT,
         "labels": list(labels),
         "input_size": config.get("input_size"),

@@ -193,6 +193,13 @@ class TrainConfig:
     export: bool = _setting(
         False, "also export SavedModel and int8 TFLite (float TFLite is always written)"
     )
+    unknown_false_rejection: float = _setting(
+        0.05,
+        "share of in-class validation photos the unknown rule rejects: its threshold is set so, "
+        "and photos stranger than that are answered `unknown` (0 = only stranger than every "
+        "validation photo)",
+        low=0.0, high=0.5,
+    )  # fmt: skip
     runtime: str = _setting(
         "litert", "feature runtime to prefer (tensorflow also decodes with tf.data)", choices=RUNTIMES
     )

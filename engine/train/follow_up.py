@@ -37,6 +37,7 @@ from engine.core.runstate import now_iso
 from engine.data.dataset import Dataset
 from engine.serve.export import FORMATS, export_run
 from engine.serve.model_info import embed_in_keras, info_for
+from engine.serve.unknown import read_rules
 from engine.train.config import TrainConfig
 from engine.train.events import log_failure
 from engine.train.head import OUTPUT_NAME, Head, assemble_model
@@ -90,7 +91,13 @@ def output_name(config: TrainConfig) -> str:
 
 
 def save_keras_model(
-    target: Path, model: Any, labels: list[str], run_config: dict[str, Any], *, what: str | None = None
+    target: Path,
+    model: Any,
+    labels: list[str],
+    run_config: dict[str, Any],
+    *,
+    what: str | None = None,
+    unknown: dict[str, Any] | None = None,
 ) -> None:
     """A Keras model carrying its labels and preprocessing, written atomically.
 
@@ -101,11 +108,12 @@ def save_keras_model(
         run_config: the run's config.json (its preprocessing).
         what: the flag that named `target` when it is the user's place (it then goes
             through `engine.core.outputs`). Defaults to None (a run folder's file).
+        unknown: the run's unknown rules (`unknown.json`) for the model to carry. Defaults to None.
     """
     writing = outputs.output_path(target, what=what) if what else fsutil.atomic_path(target)
     with writing as tmp:
         model.save(tmp)
-        embed_in_keras(tmp, info_for(labels, run_config))
+        embed_in_keras(tmp, info_for(labels, run_config, unknown))
 
 
 def keras_from_head(run: RunDir) -> Any:
@@ -197,7 +205,11 @@ def _follow_up(
     if not run.model_path.exists():
         tracker = ProgressTracker("export", 1, progress, unit="models")
         try:
-            save_keras_model(run.model_path, keras_from_head(run), run.read_labels(), run.read_config())
+            rules = read_rules(run.path)
+            save_keras_model(
+                run.model_path, keras_from_head(run), run.read_labels(), run.read_config(),
+                unknown=None if rules is None else rules.as_dict(),
+            )  # fmt: skip
             say(f"Wrote model.keras ({run.model_path.stat().st_size / 1e6:.2f} MB)")
         except Exception as exc:  # noqa: BLE001 - the run stays usable on its TFLite model
             log_failure(run, exc)

@@ -9,8 +9,11 @@ Written at the end of a training from the run's `config.json` and
   the settings and seed, the library versions.
 - **Results**: test accuracy, precision / recall / F1 per class, the most
   frequent confusions, and each saved model's test accuracy, size and latency.
-- **Intended use and limits**: the classes it knows; that it always answers
-  one of them, even for an unrelated photo; its weakest classes.
+- **Unknown answer**: the rule that answers `unknown` for a photo of none of
+  the classes, its threshold, and the rates measured on the run's own
+  validation and test photos (or, for a run without one, that it has none).
+- **Intended use and limits**: the classes it knows; whether it can answer
+  `unknown` or always names one of them; its weakest classes.
 
 Plain text from JSON, no TensorFlow, so pages and tests use it freely.
 """
@@ -263,6 +266,49 @@ def _exports_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rate(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value) * 100:.1f}%"
+
+
+def _unknown_section(report: dict[str, Any]) -> list[str]:
+    unknown = report.get("unknown") or {}
+    lines = ["## Unknown answer", ""]
+    if not unknown.get("rule"):
+        reason = unknown.get("reason") or "the run was trained before the unknown answer existed"
+        return lines + [f"No unknown rule: {reason}. The model always names one of its classes."]
+    fallback = unknown.get("fallback") or {}
+    lines += [
+        (
+            f"A photo is answered `unknown` (none of the classes; the nearest classes are still "
+            f"shown) when its score under the rule `{unknown['rule']}` is above "
+            f"**{unknown['threshold']:.6g}**. The threshold was set on the run's own "
+            f"{unknown.get('calibrated_on', 'validation')} photos (N={unknown.get('count', 0)}) so "
+            f"that at most {_rate(unknown.get('false_rejection'))} of them would be rejected "
+            f"(chosen by {unknown.get('chosen_by', 'measurement')})."
+        ),
+        "",
+    ]
+    lines += _table(
+        ("model", "rule", "threshold", "validation photos rejected", "test photos rejected"),
+        [
+            ("export/model.tflite (gives features)", unknown["rule"], f"{unknown['threshold']:.6g}",
+             _rate(unknown.get("validation_false_rejection")), _rate(unknown.get("test_false_rejection"))),
+            ("other exports (probabilities only)", fallback.get("rule", "?"),
+             f"{fallback.get('threshold', 0):.6g}", _rate(fallback.get("validation_false_rejection")),
+             _rate(fallback.get("test_false_rejection"))),
+        ],
+    )  # fmt: skip
+    lines += [
+        "",
+        (
+            f"Test photos: N={unknown.get('test_count', 0)}, all of the known classes, so every one "
+            "rejected is a false rejection. How often photos of other things are rejected depends on "
+            "what they are; see BENCHMARKS.md (Unknown answer) for measured rates."
+        ),
+    ]
+    return lines
+
+
 def _limits_section(report: dict[str, Any]) -> list[str]:
     labels = report.get("labels") or []
     per_class = report.get("per_class") or []
@@ -272,7 +318,11 @@ def _limits_section(report: dict[str, Any]) -> list[str]:
         "",
         f"- It knows {len(labels)} classes: {', '.join(labels)}.",
         (
-            "- It always answers one of them, even for a photo of something else entirely "
+            "- It answers `unknown` for photos its rule finds unlike all of them (see Unknown "
+            "answer), but a photo of something else can still get a class, most of all one that "
+            "looks like these classes: use it on photos of these classes."
+            if (report.get("unknown") or {}).get("rule")
+            else "- It always answers one of them, even for a photo of something else entirely "
             "(a photo of none of these classes still gets a class, often with a high probability): "
             "use it only on photos of these classes."
         ),
@@ -316,6 +366,7 @@ def model_card_text(run_id: str, config: dict[str, Any], report: dict[str, Any])
         _data_section(config, report),
         _model_section(config, report),
         _results_section(report),
+        _unknown_section(report),
         _limits_section(report),
     ]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"

@@ -49,7 +49,7 @@ from engine.models.registry import Backbone, get_backbone
 from engine.models.runtime import FeatureRuntime, LiteRTFeatureRuntime, TensorFlowFeatureRuntime
 from engine.serve.assemble import assemble_classifier
 from engine.serve.model_info import info_for
-from engine.train import bottlenecks, follow_up
+from engine.train import bottlenecks, follow_up, unknown
 from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate, format_report
 from engine.train.events import (
@@ -124,6 +124,8 @@ class _Training:
         self._last_status = 0.0
         self._keras: tuple[Any, Any] | None = None  # (extractor, head) when TensorFlow trains
         self._loop: Any = None
+        self._unknown: dict[str, Any] | None = None  # unknown.json, once calibrated
+        self._unknown_summary: dict[str, Any] = unknown.summary(None, "the run was cancelled")
 
     # ------------------------------------------------------------------ setup
 
@@ -257,7 +259,7 @@ class _Training:
                 cancelled = False
             except RunCancelled:
                 cancelled = True
-            self._save_models(runtime, loop)
+            self._save_models(runtime, loop, calibrate=not cancelled)
             self.run.write_labels(labels)
             if cancelled:
                 self.run.write_status("cancelled", step=self.step)
@@ -280,6 +282,7 @@ class _Training:
                     "train_seconds": round(loop.train_seconds, 3),
                     "skipped": [{"path": p, "reason": r} for p, r in skipped],
                     "model": "export/model.tflite" if self._keras is None else "model.keras",
+                    "unknown": self._unknown_summary,
                     "head_fit": loop.summary
                     if hasattr(loop, "summary")
                     else sgd_summary(config, loop.steps, head_fit_used(config)[1]),
@@ -308,15 +311,24 @@ class _Training:
         gc.collect()
         return report, dataset
 
-    def _save_models(self, runtime: FeatureRuntime, loop: Any) -> None:
+    def _save_models(self, runtime: FeatureRuntime, loop: Any, *, calibrate: bool) -> None:
         """The trained model: model.keras when TensorFlow trained, and the LiteRT model with
-        head.npz whenever the backbone ran frozen on LiteRT (the head appended to its graph)."""
+        head.npz whenever the backbone ran frozen on LiteRT (the head appended to its graph);
+        first the unknown rules (unknown.json), which every model carries."""
         kernel, bias = self._head_arrays(loop)
+        if calibrate:
+            rules, reason = unknown.calibrate_loop(
+                loop, kernel, bias, self.config.unknown_false_rejection
+            )
+            if rules is not None:
+                unknown.write_rules(self.run, rules)
+                self._unknown = rules.as_dict()
+            self._unknown_summary = unknown.summary(rules, reason)
         if self._keras is not None:
             self._save_keras(self.run.model_path)
         frozen = not self.config.fine_tune_blocks and runtime.backbone.pretrained
         if frozen and isinstance(runtime, LiteRTFeatureRuntime):
-            info = info_for(self.labels, self.run.read_config())
+            info = info_for(self.labels, self.run.read_config(), self._unknown)
             content = assemble_classifier(runtime.model_bytes(), kernel, bias, info)
             fsutil.atomic_write_bytes(self.run.tflite_path, content)
             follow_up.write_head(self.run, kernel, bias)
@@ -346,7 +358,9 @@ class _Training:
         model = assemble_model(
             extractor, head, name, size, output_name=follow_up.output_name(self.config)
         )
-        follow_up.save_keras_model(target, model, self.labels, self.run.read_config(), what=what)
+        follow_up.save_keras_model(
+            target, model, self.labels, self.run.read_config(), what=what, unknown=self._unknown
+        )
 
     def on_damage(self, damage: heal.Damage) -> None:
         """A cache this run read was damaged and healed: say so in the run folder (and the terminal)."""

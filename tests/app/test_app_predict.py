@@ -95,3 +95,13 @@ def test_the_heatmap_toggle_draws_the_heatmap_of_the_predicted_class(tiny_run) -
     assert not app.exception
     caption = shown(app.image[0].captions[0])
     assert "heatmap for" in caption
+
+
+def test_the_serve_hint_shows_the_command_and_a_curl_call_for_the_chosen_run() -> None:
+    run = write_colour_model_run()
+    app = open_page("predict")
+    assert not app.exception
+    (expander,) = [e for e in app.expander if "Serve this model" in e.label]
+    command, curl = (c.value for c in expander.code)
+    assert command.startswith("python -m engine serve --graph ") and str(run.path) in command
+    assert curl.startswith("curl -F file=@photo.jpg 'http://127.0.0.1:8000/predict")

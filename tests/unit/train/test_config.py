@@ -112,6 +112,7 @@ NON_DEFAULT = {
     "final_tensor_name": "final_output",
     "print_misclassified_test_images": True,
     "export": True,
+    "unknown_false_rejection": 0.1,
     "runtime": "tensorflow",
     "ray": "10.0.0.5:6379",
     "weights": None,

@@ -149,3 +149,26 @@ def test_a_run_without_a_report_gets_no_card(tmp_path: Path) -> None:
     with pytest.raises(StudioError, match="has no report.json"):
         write_model_card(run)
     assert not model_card_path(run).exists()
+
+
+def test_the_card_states_the_unknown_rule_its_threshold_and_measured_rates() -> None:
+    report = _report()
+    report["unknown"] = {
+        "rule": "cosine_or_max_probability", "threshold": 1.0832, "false_rejection": 0.05,
+        "calibrated_on": "validation", "count": 40, "validation_false_rejection": 0.05,
+        "test_false_rejection": 0.075, "test_count": 40, "chosen_by": "bench/bench_unknown.py",
+        "fallback": {"rule": "max_probability", "threshold": 0.31, "validation_false_rejection": 0.05,
+                     "test_false_rejection": 0.1},
+    }  # fmt: skip
+    card = model_card_text("r", _config(), report)
+    unknown = _section(card, "Unknown answer")
+    assert "`cosine_or_max_probability` is above **1.0832**" in unknown
+    assert "at most 5.0% of them" in unknown and "(N=40)" in unknown
+    assert "| cosine_or_max_probability | 1.0832 | 5.0% | 7.5% |" in unknown
+    assert "| max_probability | 0.31 | 5.0% | 10.0% |" in unknown
+    assert "always answers one of them" not in _section(card, "Intended use and limits")
+
+
+def test_a_run_without_a_rule_says_it_always_names_a_class() -> None:
+    unknown = _section(model_card_text("r", _config(), _report()), "Unknown answer")
+    assert "No unknown rule" in unknown and "always names one of its classes" in unknown
