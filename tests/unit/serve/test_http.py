@@ -40,13 +40,16 @@ def photos(tiny_run: TinyRun) -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def expected(tiny_run: TinyRun, photos) -> dict[str, tuple[str, list[float]]]:
-    """What the run's Predictor says in this process: name -> (label, probabilities)."""
+def expected(tiny_run: TinyRun, photos) -> dict[str, tuple[str, list[float], bool, float | None]]:
+    """What the run's Predictor says in this process: name -> (label, probabilities, unknown, score)."""
     predictor = Predictor.from_run(tiny_run.run.path)
     out = {}
     for name, data in photos:
         prediction = predictor.predict(data, top_k=3)
-        out[name] = (prediction.label, [float(p) for p in prediction.probabilities])
+        out[name] = (
+            prediction.label, [float(p) for p in prediction.probabilities],
+            prediction.unknown, prediction.unknown_score,
+        )  # fmt: skip
     return out
 
 
@@ -65,8 +68,12 @@ def guarded(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory):
 
 
 def assert_matches(answer: dict, expected: dict, labels: list[str]) -> None:
-    label, probabilities = expected[answer["name"]]
+    label, probabilities, unknown, score = expected[answer["name"]]
     assert answer["label"] == label
+    assert answer["unknown"] is unknown  # the run's unknown rule, as in process
+    assert (answer["unknown_score"] is None) == (score is None)
+    if score is not None:
+        assert answer["unknown_score"] == pytest.approx(score, rel=1e-4, abs=1e-6)
     for entry in answer["top_k"]:
         assert entry["probability"] == pytest.approx(
             probabilities[labels.index(entry["label"])], abs=1e-5
@@ -88,9 +95,25 @@ def test_multipart_photos_each_get_the_in_process_predictors_answer(server, phot
         assert_matches(image, expected, labels)
         assert len(image["top_k"]) == 2
         assert image["probability"] == image["top_k"][0]["probability"]
-        assert image["unknown"] is False and image["unknown_score"] is None
+        assert image["unknown_score"] is not None, "the tiny run has an unknown rule"
         assert image["seconds"] > 0
     assert answer["count"] == 5 and answer["seconds"] >= sum(i["seconds"] for i in answer["images"])
+
+
+def test_noise_is_answered_unknown_with_its_nearest_classes(server) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(3).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    status, answer = server.call("POST", "/predict", buffer.getvalue(), content_type="image/png")
+    assert status == 200, answer
+    (image,) = answer["images"]
+    assert image["unknown"] is True and image["unknown_score"] is not None
+    assert image["label"] in {entry["label"] for entry in image["top_k"]}
 
 
 def test_a_raw_image_body_gets_its_answer(server, photos, expected) -> None:
