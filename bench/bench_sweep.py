@@ -43,6 +43,11 @@ def _sweep(home: Path, out: Path, args: argparse.Namespace, seed: int = 1) -> tu
     return seconds, json.loads((out / "leaderboard.json").read_text())
 
 
+def _or_dash(value: float | None, scale: float, spec: str) -> str:
+    """A figure scaled and formatted, or "-" for one not measured (int8: only for a full run)."""
+    return format(value * scale, spec) if value is not None else format("-", ">6")
+
+
 def _report(label: str, seconds: float, board: dict) -> None:
     print(f"\n== {label}: {seconds:.0f} s wall for {len(board['rows'])} candidates (load average "
           f"{os.getloadavg()[0]:.1f})")  # fmt: skip
@@ -53,8 +58,9 @@ def _report(label: str, seconds: float, board: dict) -> None:
         s = d.get("seconds", {})
         print(
             f"{row['candidate']:<24} {row['test_accuracy']:>6.1%} {row['macro_f1']:>6.3f} "
-            f"{row['size_bytes'] / 1e6:>6.2f} {row['int8_size_bytes'] / 1e6:>6.2f} {row['latency_ms']:>6.1f} "
-            f"{row['int8_accuracy_change'] * 100:>+6.1f} {s.get('load', 0):>6.1f} {s.get('features', 0):>6.1f} "
+            f"{row['size_bytes'] / 1e6:>6.2f} {_or_dash(row['int8_size_bytes'], 1e-6, '6.2f')} "
+            f"{row['latency_ms']:>6.1f} {_or_dash(row['int8_accuracy_change'], 100, '+6.1f')} "
+            f"{s.get('load', 0):>6.1f} {s.get('features', 0):>6.1f} "
             f"{s.get('fit', 0):>5.1f} {s.get('export', 0):>7.1f} {row['seconds']:>6.1f}  "
             f"{d.get('features_computed')} computed / {d.get('features_cached')} cached"
         )
