@@ -153,12 +153,12 @@ def render_train_settings(
             "random_brightness", "Random brightness %", key="train_bright", container=aug[3]
         )
         export = st.checkbox(
-            "Also export a SavedModel and an int8 TFLite model",
+            "Also export a SavedModel, an int8 TFLite and an ONNX model",
             True,
             key="train_export",
             help="Every run writes a float TFLite model (what Predict uses) as soon as the head is "
-            "fitted; model.keras and ONNX follow while the model is already usable. This adds the "
-            "SavedModel and the int8 model, each scored on the test photos.",
+            "fitted; model.keras follows while the model is already usable. This adds the "
+            "SavedModel, the int8 and the ONNX model, each scored on the test photos.",
         )
         submitted = st.form_submit_button(
             "Start training", type="primary", icon=":material/play_arrow:", disabled=disabled

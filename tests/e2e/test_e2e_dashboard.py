@@ -72,7 +72,7 @@ def test_training_advances_live_and_a_reload_reattaches(page, server) -> None:
     fill_number(page, "Batch size", 8)
     fill_number(page, "Eval every (steps)", 20)
     page.get_by_text("Flip left-right").click()
-    page.get_by_text("Also export a SavedModel and an int8 TFLite model").click()
+    page.get_by_text("Also export a SavedModel, an int8 TFLite and an ONNX model").click()
     page.get_by_role("button", name="Start training").click()
 
     wait_until(lambda: current_step(page) > 0, timeout_s=TRAIN_TIMEOUT_MS / 1000, what="the first step")
