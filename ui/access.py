@@ -13,38 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 import time
 
 import streamlit as st
 
 from engine.core.paths import data_roots
+from engine.core.ports import is_loopback
 
 PASSWORD_ENV = "RETRAIN_STUDIO_PASSWORD"
 SECRET_KEY = "password"
 _SIGNED_IN = "access_signed_in"
 # A wrong password costs this long, so guessing is slow.
 WRONG_PASSWORD_DELAY_S = 1.0
-
-
-def is_loopback(address: str | None) -> bool:
-    """Whether a `server.address` value keeps the app on this machine.
-
-    Args:
-        address: the option's value; None or "" (every interface), "0.0.0.0"
-            and "::" are not loopback; "localhost" is.
-
-    Returns:
-        True only for loopback addresses.
-    """
-    text = (address or "").strip().strip("[]")
-    if text.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(text).is_loopback
-    except ValueError:
-        return False  # empty (every interface) or a host name: reachable from elsewhere
 
 
 def listen_address() -> str | None:

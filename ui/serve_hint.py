@@ -7,7 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.serve.server import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
+from engine.serve.server import DEFAULT_PORT
+from engine.serve.server_guard import DEFAULT_HOST, TOKEN_ENV
 
 
 def serve_commands(run_dir: str | Path) -> tuple[str, str]:

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     Args:
         subparsers: the top-level parser's sub-parsers.
     """
-    from engine.serve.server import DEFAULT_HOST, DEFAULT_PORT, INTERPRETERS_DEFAULT, TOKEN_ENV
+    from engine.serve.server import DEFAULT_PORT, INTERPRETERS_DEFAULT
+    from engine.serve.server_guard import DEFAULT_HOST, TOKEN_ENV
 
     parser = subparsers.add_parser(
         "serve",
@@ -67,7 +68,8 @@ def run_serve(args: argparse.Namespace) -> int:
     import socket
 
     from engine.core.errors import StudioError
-    from engine.serve.server import TOKEN_ENV, ModelService, build_app, check_exposure
+    from engine.serve.server import ModelService, build_app
+    from engine.serve.server_guard import TOKEN_ENV, check_exposure
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     check_exposure(args.host, token)

@@ -1,7 +1,8 @@
-"""TCP ports on this machine: a free one to listen on, and whether a given one is free."""
+"""TCP ports and addresses on this machine: a free port to listen on, whether one is free, whether an address is loopback."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 
@@ -43,3 +44,22 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether an address keeps a server on this machine (127.0.0.0/8, ::1, "localhost").
+
+    Args:
+        address: an address or host name; None or "" (every interface),
+            "0.0.0.0" and "::" are not loopback.
+
+    Returns:
+        True only for loopback addresses; False for any other address or name.
+    """
+    text = (address or "").strip().strip("[]")
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False  # empty (every interface) or a host name: reachable from elsewhere

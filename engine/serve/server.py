@@ -31,92 +31,37 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hmac
-import ipaddress
 import os
 import queue
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.core.errors import ImageError, StudioError
-from engine.core.limits import MAX_PREDICT_PHOTOS, PREDICT_PHOTO_MB
+from engine.core.limits import MAX_PREDICT_PHOTOS
 from engine.core.rundir import RunDir
+from engine.serve.server_guard import (
+    CLOSE,
+    MAX_PHOTO_BYTES,
+    RequestError,
+    RequestGuard,
+    too_large,
+)
 
 if (
     TYPE_CHECKING
 ):  # the model's modules load numpy and PIL: imported when a model is, so --help stays fast
     from engine.serve.inference import Prediction, Predictor
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-TOKEN_ENV = "RETRAIN_STUDIO_TOKEN"
 DEFAULT_TOP_K = 5
 # A pool, not one interpreter behind a lock: two requests can run on the two cores. On the
 # 2-core test machine with the 128 px tiny run the two were within noise (BENCHMARKS.md
 # "Serving": HTTP and decoding dominate there); `--interpreters 1` gives the lock.
 INTERPRETERS_DEFAULT = 2
-MIB = 1024**2
-MAX_PHOTO_BYTES = PREDICT_PHOTO_MB * MIB
-# A multipart body holds up to MAX_PREDICT_PHOTOS photos, plus its part headers.
-MAX_MULTIPART_BYTES = MAX_PREDICT_PHOTOS * MAX_PHOTO_BYTES + MIB
 RAW_TYPES = ("image/", "application/octet-stream")
-# After a 413 the connection is closed: uvicorn would otherwise read the rest of the body
-# (and throw it away) to keep the connection alive for a next request.
-CLOSE = {"Connection": "close"}
-
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Any], Awaitable[None]]
-
-
-class RequestError(StudioError):
-    """A request the client can fix: its HTTP status and a message saying what to do.
-
-    Args:
-        status: the HTTP status code (4xx).
-        message: what is wrong and what to do.
-    """
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable from this machine only (127.0.0.0/8, ::1, "localhost").
-
-    Args:
-        host: an address or host name.
-
-    Returns:
-        True for a loopback address; False for any other address or name.
-    """
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_exposure(host: str, token: str | None) -> None:
-    """Refuse to listen beyond this machine without a token.
-
-    Args:
-        host: the address to listen on.
-        token: the token every request must carry, or None.
-
-    Raises:
-        StudioError: `host` is not a loopback address and there is no token.
-    """
-    if token or is_loopback(host):
-        return
-    raise StudioError(
-        f"--host {host} lets other machines call the model, so a token is required: set "
-        f"{TOKEN_ENV} (or pass --token) and send `Authorization: Bearer <token>` with every "
-        f"request, or leave --host at {DEFAULT_HOST}"
-    )
 
 
 def _serving_model(graph: Path) -> tuple[Path, str]:
@@ -270,81 +215,6 @@ def prediction_json(name: str, prediction: Prediction) -> dict[str, Any]:
     }
 
 
-def _bearer(headers: list[tuple[bytes, bytes]]) -> bytes:
-    for key, value in headers:
-        if key.lower() == b"authorization":
-            scheme, _, credentials = value.partition(b" ")
-            if scheme.lower() == b"bearer":
-                return credentials.strip()
-    return b""
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return ""
-
-
-class _Guard:
-    """ASGI middleware: the token, then the body's size limit, before any route reads a byte."""
-
-    def __init__(self, app: ASGIApp, *, token: str | None) -> None:
-        self.app = app
-        self.token = token.encode("utf-8") if token else None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        from starlette.responses import JSONResponse
-
-        headers = scope.get("headers", [])
-        if self.token is not None and not hmac.compare_digest(_bearer(headers), self.token):
-            response = JSONResponse(
-                {"error": "missing or wrong token: send the header `Authorization: Bearer <token>` "
-                 "with the token the server was started with"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )  # fmt: skip
-            await response(scope, receive, send)
-            return
-        multipart = _header(headers, b"content-type").lower().startswith("multipart/")
-        limit = MAX_MULTIPART_BYTES if multipart else MAX_PHOTO_BYTES
-        length = _header(headers, b"content-length")
-        if length.isdigit() and int(length) > limit:
-            response = JSONResponse(
-                {"error": _too_large(int(length), multipart)}, status_code=413, headers=CLOSE
-            )
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def limited() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise RequestError(413, _too_large(received, multipart, so_far=True))
-            return message
-
-        await self.app(scope, limited, send)
-
-
-def _too_large(size: int, multipart: bool, *, so_far: bool = False) -> str:
-    got = f"{'more than ' if so_far else ''}{size / MIB:.1f} MB"
-    if multipart:
-        return (
-            f"the request body is {got}, over the {MAX_MULTIPART_BYTES / MIB:.0f} MB limit "
-            f"({MAX_PREDICT_PHOTOS} photos of up to {PREDICT_PHOTO_MB} MB); send fewer or smaller photos"
-        )
-    return (
-        f"the photo is {got}, over the {PREDICT_PHOTO_MB} MB limit for a photo; make it smaller "
-        "(a photo need not be larger than a few MB)"
-    )
-
-
 def _top_k(raw: str | None, labels: int) -> int:
     if raw is None or raw == "":
         return min(DEFAULT_TOP_K, labels)
@@ -377,7 +247,7 @@ async def _photos(request: Any) -> list[tuple[str, bytes]]:
                     continue
                 name = Path(value.filename or field or f"photo-{index + 1}").name
                 if value.size is not None and value.size > MAX_PHOTO_BYTES:
-                    raise RequestError(413, f"{name}: {_too_large(value.size, False)}")
+                    raise RequestError(413, f"{name}: {too_large(value.size, False)}")
                 photos.append((name, await value.read()))
         finally:
             await form.close()
@@ -479,7 +349,7 @@ def build_app(service: ModelService, *, token: str | None = None) -> Any:
             Route("/health", health, methods=["GET"]),
             Route("/model", model, methods=["GET"]),
         ],
-        middleware=[Middleware(_Guard, token=token)],
+        middleware=[Middleware(RequestGuard, token=token)],
         exception_handlers={
             RequestError: request_error,
             HTTPException: http_error,
