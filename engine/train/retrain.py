@@ -42,14 +42,14 @@ from engine.core.errors import StudioError, disk_full_error
 from engine.core.paths import engine_version
 from engine.core.progress import ProgressCallback
 from engine.core.rundir import RunDir
-from engine.data.dataset import Dataset, ImageRecord
+from engine.data.dataset import Dataset
 from engine.data.scan import scan_dataset
 from engine.models.loading import load_feature_runtime
 from engine.models.registry import Backbone, get_backbone
 from engine.models.runtime import FeatureRuntime, LiteRTFeatureRuntime, TensorFlowFeatureRuntime
 from engine.serve.assemble import assemble_classifier
 from engine.serve.model_info import info_for
-from engine.train import bottlenecks, follow_up, unknown
+from engine.train import follow_up, unknown
 from engine.train.config import TrainConfig
 from engine.train.evaluation import evaluate, format_report
 from engine.train.events import (
@@ -62,10 +62,11 @@ from engine.train.events import (
     stdout_is,
 )
 from engine.train.head_fit import LbfgsLoop, head_fit_used, sgd_summary
-from engine.train.loop import SPLIT_NAMES, StepLoop, TrainingData
+from engine.train.loop import StepLoop, TrainingData
 from engine.train.model_card import write_model_card
 from engine.train.output_flags import check_outputs
 from engine.train.summaries import Summaries
+from engine.train.training_data import training_data
 
 STATUS_INTERVAL_S = 1.0
 EXPORT_TIMING = ("now", "later")
@@ -249,7 +250,10 @@ class _Training:
         if runtime.notice:
             self.echo(f"note: {runtime.notice}")
 
-        data, skipped = self._training_data(config, dataset, runtime, decoder)
+        data, skipped = training_data(
+            config, dataset, runtime, decoder, run=self.run, sink=self.sink, echo=self.echo,
+            should_stop=self.cancel.requested,
+        )  # fmt: skip
         loop = self._loop = self._loop_for(config, backbone, runtime, size, data)
         writers = Summaries(self.run.tb_dir, labels)
         try:
@@ -384,55 +388,6 @@ class _Training:
                 self._last_status = now
                 self.run.update_status(step=event["step"], total_steps=event["total_steps"])
         self.sink.emit(event)
-
-    def _training_data(
-        self, config: TrainConfig, dataset: Dataset, runtime: FeatureRuntime, decoder: str
-    ) -> tuple[TrainingData, list[tuple[str, str]]]:
-        """Records, truth and (unless fine-tuning) features per split; undecodable files left out."""
-        index_of = {label: i for i, label in enumerate(dataset.labels)}
-        splits = {name: list(dataset.split(name)) for name in SPLIT_NAMES}
-        skipped: list[tuple[str, str]] = []
-        features: dict[str, np.ndarray] = {}
-        if config.fine_tune_blocks == 0 and runtime.backbone.pretrained:  # small_cnn reads images
-            features, splits, skipped = self._bottlenecks(config, splits, runtime, decoder)
-        truth = {
-            name: np.asarray([index_of[r.label] for r in recs], dtype=np.int64)
-            for name, recs in splits.items()
-        }
-        if not len(truth["train"]):
-            raise StudioError("no training image could be decoded; check the dataset's problems list")
-        return TrainingData(splits, truth, features), skipped
-
-    def _bottlenecks(
-        self,
-        config: TrainConfig,
-        splits: dict[str, list[ImageRecord]],
-        runtime: FeatureRuntime,
-        decoder: str,
-    ) -> tuple[dict[str, np.ndarray], dict[str, list[ImageRecord]], list[tuple[str, str]]]:
-        self.sink.phase("bottlenecks")
-        features, new_splits, result = bottlenecks.split_bottlenecks(
-            splits, runtime, weights=config.weights, bottleneck_dir=config.bottleneck_dir,
-            seed=config.seed, decoder=decoder, progress=self.sink.on_progress,
-            should_stop=self.cancel.requested, ray_address=config.ray,
-        )  # fmt: skip
-        self.run.update_status(
-            bottlenecks={
-                "cached": result.cached,
-                "computed": result.computed,
-                "damaged": result.damaged,
-                "skipped": len(result.skipped),
-                "seconds": round(result.seconds, 3),
-                **({"ray_nodes": result.nodes} if result.nodes else {}),
-            }
-        )
-        if result.damaged:
-            self.run.record_warning(
-                f"{result.damaged} bottleneck cache entries failed their checksum and were recomputed"
-            )
-        for path, reason in result.skipped:
-            self.echo(f"skipped {path}: {reason}")
-        return features, new_splits, result.skipped
 
 
 def retrain(
