@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from engine.serve.unknown import UNKNOWN_LABEL
 from tests.e2e.harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -92,8 +93,10 @@ def test_live_label_follows_the_camera_and_a_saved_frame_lands_in_the_dataset(tm
             seen = _labels_seen(page, timeout_s=90)
             rate = _rate_shown(page)
             print(f"live labels seen in order: {seen}; rate shown: {rate} predictions/s")
-            assert set(seen) <= set(CLASSES), seen
-            assert len(seen) >= 3, f"the label did not follow the clip's changes: {seen}"
+            # between the clip's scenes the encoder's blended frames may honestly be "unknown"
+            known = _changes([label for label in seen if label != UNKNOWN_LABEL])
+            assert set(known) <= set(CLASSES), seen
+            assert len(known) >= 3, f"the label did not follow the clip's changes: {seen}"
             assert rate > 0
 
             before = set((demo / "daisy").iterdir())
@@ -245,8 +248,14 @@ def _start_camera(page) -> None:
     _webrtc_frame(page).get_by_role("button", name="Start the camera").click()
 
 
+def _changes(labels: list[str]) -> list[str]:
+    """`labels` with each run of the same label kept once."""
+    return [label for n, label in enumerate(labels) if n == 0 or labels[n - 1] != label]
+
+
 def _labels_seen(page, *, timeout_s: float, enough: int = 4) -> list[str]:
-    """The distinct labels the live view shows, in order, until `enough` changes or the deadline."""
+    """The labels the live view shows, in order (each change once), until `enough` changes between
+    classes (an "unknown" in between does not count) or the deadline."""
     seen: list[str] = []
     label = page.get_by_test_id("live-label")
 
@@ -255,7 +264,7 @@ def _labels_seen(page, *, timeout_s: float, enough: int = 4) -> list[str]:
             value = label.first.get_attribute("data-label")
             if value and value != "…" and (not seen or seen[-1] != value):
                 seen.append(value)
-        return len(seen) >= enough
+        return len(_changes([s for s in seen if s != UNKNOWN_LABEL])) >= enough
 
     try:
         wait_until(changes, timeout_s=timeout_s, what="the live label to change")
