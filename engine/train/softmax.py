@@ -42,6 +42,14 @@ STD_FLOOR = 0.1
 MAX_ITERATIONS = 4000
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of `(N, classes)` logits, float64 (shifted by each row's largest first)."""
+    shifted = np.asarray(logits, np.float64)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
 @dataclass
 class SoftmaxHead:
     """A softmax layer on raw features: `probabilities = softmax(x @ kernel + bias)`.
@@ -68,10 +76,7 @@ class SoftmaxHead:
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Softmax probabilities, float32 `(N, classes)`."""
-        logits = self.logits(features)
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(self.logits(features)).astype(np.float32)
 
     def score(self, features: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """`(accuracy, mean cross-entropy)` on labelled features ((0, 0) when there are none)."""

@@ -36,6 +36,7 @@ import numpy as np
 
 from engine.core import fsutil
 from engine.serve.unknown import RULE_KINDS, UNKNOWN_FILE, Rule, RuleSet
+from engine.train.softmax import softmax
 
 COMBINED_KIND = "cosine_or_max_probability"
 DEFAULT_KIND = COMBINED_KIND
@@ -54,10 +55,7 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 def probabilities_of(features: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """The head's softmax on features, `(N, classes)` float64."""
-    logits = np.asarray(features, np.float64) @ np.asarray(kernel, np.float64) + np.asarray(bias)
-    logits -= logits.max(axis=-1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    return softmax(np.asarray(features, np.float64) @ np.asarray(kernel, np.float64) + np.asarray(bias))
 
 
 def fit_rule(
