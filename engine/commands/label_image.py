@@ -93,7 +93,8 @@ def run_label_image(args: argparse.Namespace) -> int:
     from engine.core.errors import StudioError
     from engine.core.outputs import write_output_bytes
     from engine.core.rundir import RunDir
-    from engine.serve.inference import DEFAULT_GRAPH, Predictor, image_files
+    from engine.serve.inference import Predictor, image_files
+    from engine.serve.model_files import DEFAULT_GRAPH
 
     if args.top_k < 1:
         raise StudioError(f"--top_k={args.top_k} is not allowed; use 1 or more")

@@ -20,7 +20,6 @@ it off; a model without rules (an old run) always names a class, as before.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -31,18 +30,19 @@ from typing import Any
 import numpy as np
 
 from engine.core.errors import ImageError, StudioError
-from engine.core.rundir import CONFIG_FILE, LABELS_FILE, RunDir
+from engine.core.rundir import RunDir
 from engine.data.geometry import load_prepared
 from engine.models.runtime import RUNTIMES
-from engine.serve.model_files import load_model, read_labels_file
+from engine.serve.model_files import (
+    geometry_near,
+    labels_beside,
+    load_model,
+    read_labels_file,
+)
 from engine.serve.model_info import read_info
 from engine.serve.unknown import Rule, RuleSet, read_rules
 
 PREFER_CHOICES = RUNTIMES
-_DEFAULT_GEOMETRY = {"crop_fraction": 1.0, "resample": "bilinear"}
-# Where the TensorFlow for Poets codelab keeps its model and labels (retrain.py's flags there).
-DEFAULT_GRAPH = "tf_files/retrained_graph.pb"
-DEFAULT_LABELS = "tf_files/retrained_labels.txt"
 
 
 @dataclass
@@ -76,36 +76,6 @@ class Prediction:
     def probability(self) -> float:
         """The best label's probability."""
         return self.top_k[0][1]
-
-
-def _labels_beside(graph: Path) -> Path:
-    """A labels file for a model that carries none: beside it, its run's, or retrain.py's default."""
-    candidates = [
-        graph.parent / LABELS_FILE,
-        graph.parent.parent / LABELS_FILE,
-        Path(DEFAULT_LABELS),  # retrain.py's --output_labels in the codelab, from the working folder
-    ]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        raise StudioError(
-            f"no --labels given, {str(graph)!r} carries no labels, and there is no labels.txt beside "
-            f"it nor a {DEFAULT_LABELS}; pass --labels"
-        )
-    return found
-
-
-def _geometry_near(model_path: Path) -> dict[str, Any]:
-    """Preprocessing recorded in a config.json beside the model or in its run folder."""
-    for folder in (model_path.parent, model_path.parent.parent, model_path):
-        config = folder / CONFIG_FILE
-        if config.is_file():
-            try:
-                data = json.loads(config.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if "crop_fraction" in data:
-                return {"crop_fraction": data["crop_fraction"], "resample": data["resample"]}
-    return dict(_DEFAULT_GEOMETRY)
 
 
 @dataclass
@@ -193,7 +163,7 @@ class Predictor:
         labels = read_labels_file(run.labels_path)
         rules = read_rules(folder) or RuleSet.from_dict((read_info(model_path) or {}).get("unknown"))
         return cls._build(
-            load_model(model_path), labels, model_path, _geometry_near(folder / "x"), rules, unknown
+            load_model(model_path), labels, model_path, geometry_near(folder / "x"), rules, unknown
         )
 
     @classmethod
@@ -231,11 +201,11 @@ class Predictor:
         elif info.get("labels"):
             names = [str(label) for label in info["labels"]]
         else:
-            names = read_labels_file(_labels_beside(graph))
+            names = read_labels_file(labels_beside(graph))
         geometry = (
             {"crop_fraction": info["crop_fraction"], "resample": info["resample"]}
             if info.get("crop_fraction") and info.get("resample")
-            else _geometry_near(graph)
+            else geometry_near(graph)
         )
         rules = RuleSet.from_dict(info.get("unknown"))
         return cls._build(model, names, graph, geometry, rules, unknown)

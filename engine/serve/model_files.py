@@ -9,6 +9,7 @@ one for a path, by its content (`engine.serve.model_info`).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from engine.core.errors import StudioError, disk_full_error
+from engine.core.rundir import CONFIG_FILE, LABELS_FILE
 from engine.serve.model_info import model_kind
+
+_DEFAULT_GEOMETRY = {"crop_fraction": 1.0, "resample": "bilinear"}
+# Where the TensorFlow for Poets codelab keeps its model and labels (retrain.py's flags there).
+DEFAULT_GRAPH = "tf_files/retrained_graph.pb"
+DEFAULT_LABELS = "tf_files/retrained_labels.txt"
 
 
 class LiteModel:
@@ -225,3 +232,33 @@ def read_labels_file(path: str | os.PathLike[str]) -> list[str]:
     if not labels:
         raise StudioError(f"labels file {str(path)!r} is empty; give the run's labels.txt")
     return labels
+
+
+def labels_beside(graph: Path) -> Path:
+    """A labels file for a model that carries none: beside it, its run's, or retrain.py's default."""
+    candidates = [
+        graph.parent / LABELS_FILE,
+        graph.parent.parent / LABELS_FILE,
+        Path(DEFAULT_LABELS),  # retrain.py's --output_labels in the codelab, from the working folder
+    ]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise StudioError(
+            f"no --labels given, {str(graph)!r} carries no labels, and there is no labels.txt beside "
+            f"it nor a {DEFAULT_LABELS}; pass --labels"
+        )
+    return found
+
+
+def geometry_near(model_path: Path) -> dict[str, Any]:
+    """Preprocessing recorded in a config.json beside the model or in its run folder."""
+    for folder in (model_path.parent, model_path.parent.parent, model_path):
+        config = folder / CONFIG_FILE
+        if config.is_file():
+            try:
+                data = json.loads(config.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if "crop_fraction" in data:
+                return {"crop_fraction": data["crop_fraction"], "resample": data["resample"]}
+    return dict(_DEFAULT_GEOMETRY)
