@@ -36,8 +36,13 @@ def _section_screenshot(page, heading: str, name: str) -> None:
 
     title = page.get_by_role("heading", name=heading)
     title.scroll_into_view_if_needed()
+    # A rerun after the scroll can move the heading again: await it in the window, then keep the
+    # clip inside the window (a clip past its edge is an error, not a shorter picture).
+    expect(title).to_be_in_viewport(timeout=30_000)
     box = title.bounding_box()
-    clip = {"x": 0, "y": max(0, box["y"] - 24), "width": VIEWPORT["width"], "height": 1000}
+    top = min(max(0, int(box["y"]) - 24), VIEWPORT["height"] - 1)
+    height = min(1000, VIEWPORT["height"] - top)
+    clip = {"x": 0, "y": top, "width": VIEWPORT["width"], "height": height}
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), clip=clip)
 
 
