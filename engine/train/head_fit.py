@@ -30,7 +30,7 @@ from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.train.config import TrainConfig
 from engine.train.events import RunCancelled
 from engine.train.head import class_weight_vector
-from engine.train.loop import TrainingData, sample_rows, step_event, step_lines
+from engine.train.loop import LoopBase, TrainingData, sample_rows, step_event, step_lines
 from engine.train.softmax import (
     L2_GRID,
     FitStopped,
@@ -77,7 +77,7 @@ def sgd_summary(config: TrainConfig, steps: int, reason: str | None) -> dict[str
     }
 
 
-class LbfgsLoop:
+class LbfgsLoop(LoopBase):
     """The head fitted by full-batch L-BFGS, with the step loop's events, lines and scalars.
 
     Needs no TensorFlow: features, fit and scores are numpy and scipy, and the
@@ -106,18 +106,11 @@ class LbfgsLoop:
         echo: Callable[[str], None],
         progress: ProgressCallback | None = None,
     ) -> None:
-        self.config = config
+        super().__init__(
+            config, data, should_stop=should_stop, on_step=on_step, echo=echo, progress=progress
+        )
         self.class_count = class_count
-        self.splits = data.splits
-        self.truth = data.truth
-        self.features = data.features
-        self._should_stop = should_stop
-        self._on_step = on_step
-        self._echo = echo
-        self._progress = progress
         self.steps = 0
-        self.step = 0
-        self.train_seconds = 0.0
         self.summary: dict[str, Any] = {}
         self.head: SoftmaxHead | None = None
         self.latest: SoftmaxHead | None = None

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.progress import ProgressCallback
 from engine.models.networks import set_trainable_blocks
 from engine.models.registry import Backbone
 from engine.models.runtime import FeatureRuntime
@@ -44,6 +45,41 @@ class TrainingData:
     splits: dict[str, list[Any]]
     truth: dict[str, np.ndarray]
     features: dict[str, np.ndarray]
+
+
+class LoopBase:
+    """What every training loop keeps: its settings, the data per split, the run's callbacks,
+    and where it is (`step`, `train_seconds`). TensorFlow-free, so the L-BFGS loop can share it.
+
+    Args:
+        config: the run's settings (resolved).
+        data: the records, truth and features per split.
+        should_stop: asked between steps; True stops with `RunCancelled`.
+        on_step: gets each step's event.
+        echo: gets retrain.py's lines.
+        progress: gets the training's progress (phase "train"). Defaults to None.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: TrainingData,
+        *,
+        should_stop: Callable[[], bool],
+        on_step: Callable[[dict[str, Any]], None],
+        echo: Callable[[str], None],
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.splits = data.splits
+        self.truth = data.truth
+        self.features = data.features
+        self._should_stop = should_stop
+        self._on_step = on_step
+        self._echo = echo
+        self._progress = progress
+        self.step = 0
+        self.train_seconds = 0.0
 
 
 def step_event(
@@ -96,7 +132,7 @@ def sample_rows(count: int, batch: int, seed: int, step: int) -> np.ndarray:
     return np.sort(rng.choice(count, size=batch, replace=False))
 
 
-class StepLoop:
+class StepLoop(LoopBase):
     """The training steps, validation and test scoring for one run.
 
     Args:
@@ -129,21 +165,13 @@ class StepLoop:
     ) -> None:
         import tensorflow as tf
 
-        self.config = config
+        super().__init__(config, data, should_stop=should_stop, on_step=on_step, echo=echo)
         self.head = head
         self.extractor = extractor
         self.runtime = runtime
         self.backbone = backbone
         self.size = size
-        self.splits = data.splits
-        self.truth = data.truth
-        self.features = data.features
-        self._should_stop = should_stop
-        self._on_step = on_step
-        self._echo = echo
         self.steps = config.total_steps(len(self.truth["train"]))
-        self.step = 0
-        self.train_seconds = 0.0
         self.fine_tune = config.fine_tune_blocks > 0
         counts = np.bincount(self.truth["train"], minlength=head.dense.units).tolist()
         self.class_weights = tf.constant(class_weight_vector(counts, config.class_weights))

@@ -39,7 +39,7 @@ from engine.train.augment import load_images
 from engine.train.config import TrainConfig
 from engine.train.events import RunCancelled
 from engine.train.head import Head, assemble_model, class_weight_vector, learning_rate_at
-from engine.train.loop import TrainingData, step_event, step_lines
+from engine.train.loop import LoopBase, TrainingData, step_event, step_lines
 
 AUGMENTATION = ("horizontal flip", "rotation up to 18 degrees", "zoom up to 10 %", "shift up to 10 %")
 PREDICT_BATCH = 256
@@ -68,7 +68,7 @@ def scratch_summary(config: TrainConfig, steps: int, epochs: int, batch: int) ->
     }
 
 
-class ScratchLoop:
+class ScratchLoop(LoopBase):
     """The whole network trained by Keras' `fit`, with the step loops' events and lines.
 
     Args:
@@ -103,17 +103,13 @@ class ScratchLoop:
         progress: ProgressCallback | None = None,
         tb_dir: Path | None = None,
     ) -> None:
-        self.config = config
+        super().__init__(
+            config, data, should_stop=should_stop, on_step=on_step, echo=echo, progress=progress
+        )
         self.head = head
         self.extractor = extractor
         self.backbone = backbone
         self.size = size
-        self.splits = data.splits
-        self.truth = data.truth
-        self._should_stop = should_stop
-        self._on_step = on_step
-        self._echo = echo
-        self._progress = progress
         self.tb_dir = tb_dir
         train_count = len(self.truth["train"])
         self.batch = max(1, min(config.train_batch_size, train_count))
@@ -121,8 +117,6 @@ class ScratchLoop:
         wanted = config.epochs or config.total_steps(train_count) / self.steps_per_epoch
         self.epochs = max(1, math.ceil(wanted))
         self.steps = self.epochs * self.steps_per_epoch
-        self.step = 0
-        self.train_seconds = 0.0
         self.seed = int(config.seed or 0)
         self.summary: dict[str, Any] = {}
         self.model: Any = None
