@@ -22,13 +22,15 @@ one a killed process left behind.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically. See `atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_csv(
+    path: str | os.PathLike[str], columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> Path:
+    """Write `rows` as CSV with a header of `columns` to `path` atomically.
+
+    A row's keys outside `columns` are left out; a missing or None value is an
+    empty cell. See `atomic_write_bytes`.
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in columns} for row in rows)
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -30,8 +30,6 @@ run's report once its exports are scored.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import os
 import re
 import shutil
@@ -132,15 +130,7 @@ def write_leaderboard(run: RunDir, rows: Sequence[dict[str, Any]], **extra: Any)
     """
     ranked = rank(rows)
     fsutil.atomic_write_json(run.path / LEADERBOARD_JSON, {**extra, "rows": ranked})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=LEADERBOARD_COLUMNS, extrasaction="ignore", lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(
-        {k: ("" if row.get(k) is None else row[k]) for k in LEADERBOARD_COLUMNS} for row in ranked
-    )
-    return fsutil.atomic_write_text(run.path / LEADERBOARD_CSV, buffer.getvalue())
+    return fsutil.atomic_write_csv(run.path / LEADERBOARD_CSV, LEADERBOARD_COLUMNS, ranked)
 
 
 def read_leaderboard(run: RunDir) -> dict[str, Any]:

@@ -19,7 +19,6 @@ BENCHMARKS.md, and the Dataset page for the dataset at hand).
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import os
 import warnings
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from engine.core.errors import StudioError
-from engine.core.fsutil import atomic_write_text
+from engine.core.fsutil import atomic_write_csv
 from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.train.softmax import DEFAULT_L2, fit_softmax
 
@@ -221,12 +220,7 @@ def label_next(
 
 def write_csv(result: LabelNext, path: str | os.PathLike[str]) -> Path:
     """Write the suggestions as CSV (`CSV_COLUMNS`), best first, atomically; return the path."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for item in result.suggestions:
-        writer.writerow(item.row())
-    return atomic_write_text(path, buffer.getvalue())
+    return atomic_write_csv(path, CSV_COLUMNS, (item.row() for item in result.suggestions))
 
 
 def order_curve(

@@ -19,7 +19,6 @@ the file names themselves and nowhere else.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.core.fsutil import atomic_write_text
+from engine.core.fsutil import atomic_write_csv
 from engine.data import edits
 from engine.data.splits import same_split_name, split_key
 from engine.train.review import findings as fnd
@@ -229,14 +228,7 @@ def _evidence(pairs: nd.NearDuplicatePairs, k: int, confirmed: bool) -> str:
 
 def write_csv(review: Review, path: str | os.PathLike[str]) -> Path:
     """Write the findings as CSV (`CSV_COLUMNS`), atomically; return the path."""
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for item in review.findings:
-        writer.writerow(item.row())
-    return atomic_write_text(path, buffer.getvalue())
+    return atomic_write_csv(path, CSV_COLUMNS, (item.row() for item in review.findings))
 
 
 def leak_renames(review: Review) -> list[tuple[str, str]]:

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from engine.core.errors import StudioError
-from engine.core.fsutil import atomic_path, atomic_write_json, file_lock, read_json_dict
+from engine.core.fsutil import (
+    atomic_path,
+    atomic_write_csv,
+    atomic_write_json,
+    file_lock,
+    read_json_dict,
+)
 
 
 def test_atomic_write_json_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -21,6 +27,19 @@ def test_atomic_write_json_replaces_whole_file_and_leaves_no_temp(tmp_path: Path
     atomic_write_json(target, {"state": "done", "n": 2})
     assert json.loads(target.read_text()) == {"n": 2, "state": "done"}
     assert [p.name for p in target.parent.iterdir()] == ["status.json"]
+
+
+def test_atomic_write_csv_writes_the_columns_in_order_and_empties_missing_cells(tmp_path: Path) -> None:
+    import csv
+
+    target = tmp_path / "table.csv"
+    target.write_text("old contents\n")
+    rows = [{"b": 2, "a": "x, with a comma", "extra": "left out"}, {"a": None}]
+    atomic_write_csv(target, ["a", "b"], iter(rows))
+    assert target.read_text().splitlines()[0] == "a,b"
+    with target.open(newline="") as handle:
+        assert list(csv.DictReader(handle)) == [{"a": "x, with a comma", "b": "2"}, {"a": "", "b": ""}]
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
 
 
 def test_atomic_path_keeps_old_target_when_writer_fails(tmp_path: Path) -> None:
