@@ -18,7 +18,6 @@ that cannot be written only costs time next run.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +28,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from engine.core import heal
 from engine.core.errors import ImageError
-from engine.core.fsutil import atomic_write_text
 from engine.core.progress import ProgressCallback, ProgressTracker
 from engine.data import scan_cache
 from engine.data.images import ImageSource, load_image, probe_image
+from engine.data.json_cache import load_entries, save_entries
 
 HASH_SIDE = 16
 HASH_BITS = HASH_SIDE * HASH_SIDE  # 256
@@ -113,21 +111,13 @@ def cache_file(root: Path) -> Path:
 
 
 def _load(root: Path) -> dict[str, list[Any]]:
-    path = cache_file(root)
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {}
-    except OSError:
-        return {}
-    except ValueError as exc:
-        return _damaged(path, f"not JSON: {exc}")
-    if not isinstance(data, dict) or data.get("version") != PHASH_CACHE_VERSION:
-        return {} if isinstance(data, dict) else _damaged(path, "not a JSON object")
-    entries = data.get("hashes")
-    if not isinstance(entries, dict) or not all(_valid(e) for e in entries.values()):
-        return _damaged(path, "its entries are malformed")
-    return entries
+    return load_entries(
+        cache_file(root),
+        what="the perceptual hash cache",
+        key="hashes",
+        header={"version": PHASH_CACHE_VERSION, "root": str(root)},
+        valid=_valid,
+    )
 
 
 def _valid(entry: Any) -> bool:
@@ -141,20 +131,10 @@ def _valid(entry: Any) -> bool:
     )
 
 
-def _damaged(path: Path, reason: str) -> dict[str, list[Any]]:
-    try:
-        heal.move_aside(path, what="the perceptual hash cache", reason=reason[:200])
-    except OSError:
-        pass
-    return {}
-
-
 def _save(root: Path, entries: dict[str, list[Any]]) -> None:
-    payload = {"version": PHASH_CACHE_VERSION, "root": str(root), "hashes": entries}
-    try:
-        atomic_write_text(cache_file(root), json.dumps(payload, separators=(",", ":")))
-    except OSError:
-        pass  # a read-only cache only costs time next run
+    save_entries(
+        cache_file(root), {"version": PHASH_CACHE_VERSION, "root": str(root), "hashes": entries}
+    )
 
 
 def _hash_or_none(path: Path) -> PhotoHash | None:

@@ -5,20 +5,19 @@ after a scan that checked anything new. An entry is `[size, mtime_ns, result]`
 where result is `["ok", sha256, width, height, format, size]` or
 `["bad", kind, reason]`. A cache of another version, folder or minimum side is
 simply replaced; a damaged one (not JSON, not an object, malformed entries) is
-moved aside (`engine.core.heal`) and rebuilt by the scan. A cache that cannot
-be read or written only costs speed.
+moved aside (`engine.core.heal`) and rebuilt by the scan
+(`engine.data.json_cache`). A cache that cannot be read or written only costs speed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
-from engine.core import heal, paths
-from engine.core.fsutil import atomic_write_text
+from engine.core import paths
 from engine.data.images import MIN_SIDE
+from engine.data.json_cache import load_entries, save_entries
 
 SCAN_CACHE_VERSION = 1
 
@@ -38,25 +37,13 @@ def load(root: Path) -> dict[str, list[Any]]:
     Returns:
         The entries; {} when there is no usable cache (a damaged one is moved aside).
     """
-    path = cache_file(root)
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {}
-    except OSError:
-        return {}  # unreadable (permissions): the scan goes on without it
-    except ValueError as exc:
-        return _damaged(path, f"not JSON: {exc}")
-    if not isinstance(data, dict):
-        return _damaged(path, f"a JSON {type(data).__name__}, not an object")
-    if data.get("version") != SCAN_CACHE_VERSION or data.get("root") != str(root):
-        return {}  # another version's or folder's: replaced, not damaged
-    if data.get("min_side") != MIN_SIDE:
-        return {}
-    entries = data.get("entries")
-    if not isinstance(entries, dict) or not all(_valid_entry(e) for e in entries.values()):
-        return _damaged(path, "its entries are malformed")
-    return entries
+    return load_entries(
+        cache_file(root),
+        what="the scan cache",
+        key="entries",
+        header={"version": SCAN_CACHE_VERSION, "root": str(root), "min_side": MIN_SIDE},
+        valid=_valid_entry,
+    )
 
 
 def save(root: Path, entries: dict[str, list[Any]]) -> None:
@@ -72,10 +59,7 @@ def save(root: Path, entries: dict[str, list[Any]]) -> None:
         "min_side": MIN_SIDE,
         "entries": entries,
     }
-    try:
-        atomic_write_text(cache_file(root), json.dumps(payload, separators=(",", ":")))
-    except OSError:
-        pass  # a read-only cache only costs speed next time
+    save_entries(cache_file(root), payload)
 
 
 def _valid_entry(entry: Any) -> bool:
@@ -93,11 +77,3 @@ def _valid_entry(entry: Any) -> bool:
             and isinstance(result[4], str)
         )
     return result[0] == "bad" and len(result) == 3 and all(isinstance(v, str) for v in result[1:])
-
-
-def _damaged(path: Path, reason: str) -> dict[str, list[Any]]:
-    try:
-        heal.move_aside(path, what="the scan cache", reason=reason[:200])
-    except OSError:
-        pass  # a read-only cache folder: the scan still goes on without the cache
-    return {}
