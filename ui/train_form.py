@@ -152,6 +152,11 @@ def render_train_settings(
         bright = _slider(
             "random_brightness", "Random brightness %", key="train_bright", container=aug[3]
         )
+        unknown = setting_input(
+            "unknown_false_rejection", "Unknown: share of in-class photos rejected",
+            key="train_unknown", container=st.columns(4)[0],
+            value=default("unknown_false_rejection"), step=0.01, format="%.2f",
+        )  # fmt: skip
         export = st.checkbox(
             "Also export a SavedModel, an int8 TFLite and an ONNX model",
             True,
@@ -184,6 +189,7 @@ def render_train_settings(
         fine_tune_learning_rate=float(tune_rate),
         seed=None if seed is None else int(seed),
         export=bool(export),
+        unknown_false_rejection=float(unknown),
         ray=ray,
     )
     try:

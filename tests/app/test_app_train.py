@@ -136,6 +136,16 @@ def test_choosing_sgd_in_the_form_asks_for_retrain_py_loop(registry) -> None:
     assert fit == ["Head fit: **SGD (retrain.py's loop): 3 steps of 100 photos at learning rate 0.01**"]
 
 
+def test_the_unknown_rules_false_rejection_set_in_the_form_reaches_the_run(registry) -> None:
+    app = open_page("train")
+    assert app.number_input(key="train_unknown").value == TrainConfig.default("unknown_false_rejection")
+    app.number_input(key="train_unknown").set_value(0.1)
+    app = start(app, steps=3)
+    assert not app.exception
+    (run_id,) = home_runs(registry.runs_dir.parent)
+    assert registry.get(run_id).run_dir.read_request()["unknown_false_rejection"] == 0.1
+
+
 def test_second_tab_reattaches_to_the_running_job_instead_of_starting_another(registry, gate) -> None:
     start(open_page("train"), steps=3)
     (run_id,) = home_runs(registry.runs_dir.parent)
@@ -213,6 +223,7 @@ FORM_FIELDS = {
     "train_fine_tune_lr": "fine_tune_learning_rate",
     "validation_pct": "validation_percentage",
     "testing_pct": "testing_percentage",
+    "train_unknown": "unknown_false_rejection",
 }
 SPLIT_FIELDS = ("validation_percentage", "testing_percentage")
 FORM_SLIDERS = {
@@ -223,7 +234,11 @@ FORM_SLIDERS = {
 
 
 def _outside(value: float, step: float, kind: type) -> float:
-    return kind(value + step) if kind is int else value * (2 if step > 0 else 0.5)
+    if kind is int:
+        return kind(value + step)
+    if step > 0:
+        return value * 2
+    return value * 0.5 if value > 0 else value - 0.01  # a lower end of 0: just below it
 
 
 def test_form_limits_are_the_limits_validate_enforces(registry) -> None:
