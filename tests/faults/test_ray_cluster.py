@@ -120,22 +120,33 @@ def test_retrain_on_two_nodes_uses_both_and_caches_the_in_process_features(
     worst = max(float(np.abs(found[sha] - vector).max()) for sha, vector in expected.items())
     assert worst < 1e-6
 
-    # label_image on the same cluster: the run's answers for every photo, as in-process.
+    # label_image on the same cluster: the run's answers for every photo, as in-process, and a
+    # file that is not a photo listed with its error in the same batch as good ones.
+    (images / "red" / "broken.jpg").write_bytes(b"not a photo")
     done = ray_cluster.run(
         [sys.executable, "-m", "engine", "label_image", "--graph", str(run), "--image", str(images),
          "--output_csv", str(tmp_path / "labels.csv"), "--ray", ray_cluster.address],
         cwd=ROOT, timeout=600,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1 and "90 labelled, 1 failed" in done.stderr, done.stderr[-3000:]
     import pandas as pd
 
     from engine.serve.inference import Predictor, image_files
 
     on_cluster = pd.read_csv(tmp_path / "labels.csv")
     here = Predictor.from_run(run).predict_many([str(f) for f in image_files([images])])
-    assert list(on_cluster["source"]) == list(here["source"]) and len(here) == 90
+    assert list(on_cluster["source"]) == list(here["source"]) and len(here) == 91
+    bad = here["error"].notna()
+    assert list(here["source"][bad]) == [str(images / "red" / "broken.jpg")]
+    assert on_cluster["error"].notna().tolist() == bad.tolist()
+    on_cluster, here = on_cluster[~bad], here[~bad]
     assert list(on_cluster["label"]) == list(here["label"])
     assert np.abs(on_cluster["probability"].to_numpy() - here["probability"].to_numpy()).max() < 1e-5
+    # the unknown answer too: the run's feature rule, scored from the actors' features
+    assert here["unknown"].notna().all() and here["unknown_score"].notna().all()
+    assert list(on_cluster["unknown"]) == list(here["unknown"])
+    scores = on_cluster["unknown_score"].to_numpy() - here["unknown_score"].to_numpy()
+    assert np.abs(scores).max() < 1e-5
 
 
 def test_a_driver_without_the_token_is_refused_with_what_to_do(
