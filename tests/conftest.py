@@ -18,6 +18,9 @@ import pytest
 # Predict page in AppTests) segfaults when first loaded after it (see streamlit_app.py).
 import pylibsrtp  # noqa: F401  # isort: skip
 
+# How the tests are shared between the xdist workers (a hook, found here by pytest).
+from tests.support.scheduling import pytest_xdist_make_scheduler  # noqa: F401  # isort: skip
+
 # ---------------------------------------------------------------- the session's environment
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="retrain-studio-tests-"))
