@@ -9,7 +9,8 @@ the dashboard, the CLI and other processes at the same time, so:
   single `write` on an `O_APPEND` descriptor; a follower reads from a byte
   offset and leaves a partial last line for the next poll;
 - `status.json` is read-merged-written under an exclusive lock on the run
-  folder, so the job launcher and the trainer can both update it;
+  folder, so the job launcher and the trainer can both update it
+  (`engine.core.run_status`);
 - run ids are `YYYYmmdd-HHMMSS-<backbone>[-N]`, made unique by an exclusive
   `mkdir`, so two runs never share a folder, even across processes;
 - a damaged `status.json` (not a JSON object) met by a status update, or an
@@ -31,17 +32,12 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from engine.core import fsutil, heal, paths
+from engine.core import fsutil, paths
 from engine.core.errors import StudioError
 from engine.core.fsutil import read_json_dict
 from engine.core.jsonlines import append_line, cut_torn_tail, read_lines
-from engine.core.procs import process_start_ticks
-from engine.core.runstate import (
-    BACKBONE_RE,
-    FINISHED_STATES,
-    RUN_STATES,
-    now_iso,
-)
+from engine.core.run_status import merge_status
+from engine.core.runstate import RUN_STATES, new_run_folder, now_iso
 
 REQUEST_FILE = "request.json"
 CONFIG_FILE = "config.json"
@@ -61,10 +57,6 @@ EXPORT_FILES = {
     "tflite_int8": "model_int8.tflite",
     "onnx": "model.onnx",
 }
-
-# Run folders one second can hold (the -N suffix).
-_MAX_SAME_SECOND = 1000
-
 
 # --------------------------------------------------------------------------- run directory
 
@@ -92,10 +84,8 @@ class RunDir:
 
     @classmethod
     def create(cls, runs_dir: str | os.PathLike[str] | None = None, *, backbone: str) -> RunDir:
-        """Make a new, empty run folder named `YYYYmmdd-HHMMSS-<backbone>[-N]`.
-
-        The folder is created with an exclusive `mkdir`, so two runs started in
-        the same second (even by two processes) get different folders.
+        """Make a new, empty run folder named `YYYYmmdd-HHMMSS-<backbone>[-N]`
+        (`engine.core.runstate.new_run_folder`: an exclusive `mkdir`, unique across processes).
 
         Args:
             runs_dir: the runs folder, created if missing. Defaults to `engine.core.paths.runs_dir()`.
@@ -107,25 +97,8 @@ class RunDir:
         Raises:
             StudioError: if `backbone` is not a safe name, or no free name was found.
         """
-        if not isinstance(backbone, str) or not BACKBONE_RE.match(backbone) or ".." in backbone:
-            raise StudioError(
-                f"backbone={backbone!r} cannot name a run folder; use letters, digits, "
-                "'_', '-' and '.' (e.g. 'efficientnet_lite0')"
-            )
         root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
-        root.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = f"{stamp}-{backbone}"
-        for n in range(1, _MAX_SAME_SECOND + 1):
-            name = base if n == 1 else f"{base}-{n}"
-            try:
-                (root / name).mkdir()
-            except FileExistsError:
-                continue
-            return cls(root / name)
-        raise StudioError(
-            f"could not find a free run folder name for {base!r} in {root}; wait a second and try again"
-        )
+        return cls(new_run_folder(root, backbone))
 
     # ----------------------------------------------------------------- paths
 
@@ -249,12 +222,8 @@ class RunDir:
     def write_status(
         self, state: str, *, if_state: Collection[str] | None = None, **fields: Any
     ) -> dict[str, Any] | None:
-        """Set the run's state and merge `fields` into `status.json`, atomically.
-
-        `updated_at` is always set; `created_at`, `started_at` (on "running") and
-        `ended_at` (on a finished state) are set the first time they apply. When
-        `pid` is given without `pid_start`, the process's start time is recorded
-        so that a recycled pid is never mistaken for this run's process.
+        """Set the run's state and merge `fields` into `status.json`, atomically, with its times
+        and a `pid`'s start time (`engine.core.run_status.merge_status`).
 
         Args:
             state: one of queued, running, done, failed, cancelled.
@@ -312,37 +281,12 @@ class RunDir:
         fields: dict[str, Any],
         warning: str | None = None,
     ) -> dict[str, Any] | None:
-        if "state" in fields:
-            raise ValueError("pass the state as the first argument of write_status, not as a field")
-        pid = fields.get("pid")
-        if isinstance(pid, int) and "pid_start" not in fields:
-            fields["pid_start"] = process_start_ticks(pid)
-        self.path.mkdir(parents=True, exist_ok=True)
-        with fsutil.file_lock(self.path):  # read-merge-write, serialised across processes
-            status, damage = heal.read_json_object(self.status_path, what="the run's status file")
-            matched = if_state is None or status.get("state", "") in if_state
-            if not matched and damage is None:
-                return None
-            if matched:  # a damaged file not matched is still rebuilt, with its warning only
-                status.update(fields)
-                if state is not None:
-                    status["state"] = state
-            new_warnings = [w for w in (damage and damage.message, warning) if w]
-            if new_warnings:
-                status["warnings"] = [*status.get("warnings", []), *new_warnings]
-            now = now_iso()
-            current = status.get("state")
-            status.setdefault("run_id", self.run_id)
-            status.setdefault("created_at", now)
-            if current == "running":
-                status.setdefault("started_at", now)
-            if current in FINISHED_STATES:
-                status.setdefault("ended_at", now)
-            status["updated_at"] = now
-            fsutil.atomic_write_json(self.status_path, status)
+        status, damage = merge_status(
+            self.path, self.status_path, self.run_id, state, if_state, fields, warning
+        )
         if damage is not None:
             self._note_warning(damage.message, damage.as_dict())
-        return status if matched else None
+        return status
 
     def read_status(self) -> dict[str, Any]:
         """The run's `status.json`, or {} if it is missing or unreadable."""

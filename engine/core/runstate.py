@@ -8,7 +8,9 @@ id is checked before it is ever joined to a path.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from engine.core.errors import StudioError
@@ -22,6 +24,8 @@ BACKBONE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
 # A queued run without a pid younger than this is being launched, not abandoned.
 LAUNCH_WINDOW_S = 120.0
+# Run folders one second can hold (the -N suffix).
+MAX_SAME_SECOND = 1000
 
 
 def now_iso() -> str:
@@ -73,3 +77,31 @@ def recently_updated(status: dict[str, Any], within_s: float | None = None) -> b
     window = LAUNCH_WINDOW_S if within_s is None else within_s
     updated = parse_time(status.get("updated_at"))
     return updated is not None and (datetime.now(UTC) - updated).total_seconds() < window
+
+
+def new_run_folder(root: Path, backbone: str) -> Path:
+    """Make a new, empty run folder `root/YYYYmmdd-HHMMSS-<backbone>[-N]` (`root` created if missing).
+
+    The folder is created with an exclusive `mkdir`, so two runs started in the
+    same second (even by two processes) get different folders.
+
+    Raises:
+        StudioError: if `backbone` is not a safe name, or no free name was found.
+    """
+    if not isinstance(backbone, str) or not BACKBONE_RE.match(backbone) or ".." in backbone:
+        raise StudioError(
+            f"backbone={backbone!r} cannot name a run folder; use letters, digits, "
+            "'_', '-' and '.' (e.g. 'efficientnet_lite0')"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{backbone}"
+    for n in range(1, MAX_SAME_SECOND + 1):
+        name = base if n == 1 else f"{base}-{n}"
+        try:
+            (root / name).mkdir()
+        except FileExistsError:
+            continue
+        return root / name
+    raise StudioError(
+        f"could not find a free run folder name for {base!r} in {root}; wait a second and try again"
+    )
