@@ -13,7 +13,7 @@ from tests.support.cli import REPO_ROOT
 from tests.support.scheduling import kept_on_one_worker
 
 RECORD = """
-import json, os, pathlib
+import json, os
 def record(name):
     with open(os.environ["WHERE_FILE"], "a") as out:
         out.write(json.dumps([name, os.environ["PYTEST_XDIST_WORKER"]]) + "\\n")
